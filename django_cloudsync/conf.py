@@ -1,0 +1,99 @@
+"""django-cloudsync's settings, each with its documented default.
+
+Every value is read when it is needed, never at import time, so ``override_settings`` and
+pytest-django's ``settings`` fixture work. Provider settings live where allauth keeps them,
+in ``SOCIALACCOUNT_PROVIDERS["cloudsync"]``; the app's own settings are ``CLOUDSYNC_*``.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from typing import Any
+
+from django.conf import settings
+
+from . import dialect
+from .crypto import TokenCipher
+
+PROVIDER_ID = "cloudsync"
+
+#: Scopes asked for when ``SCOPE`` is not set: the least that lets the example pages work.
+DEFAULT_SCOPE = ["workspaces:read"]
+#: (connect, read) timeout in seconds for every outbound request.
+DEFAULT_TIMEOUT = (5.0, 15.0)
+DEFAULT_MAX_RETRIES = 2
+DEFAULT_REFRESH_LEEWAY = 60
+DEFAULT_MAX_RESPONSE_BYTES = 1024 * 1024
+
+
+def provider_settings() -> dict[str, Any]:
+    """``SOCIALACCOUNT_PROVIDERS["cloudsync"]``, or ``{}``."""
+    providers = getattr(settings, "SOCIALACCOUNT_PROVIDERS", None) or {}
+    value = providers.get(PROVIDER_ID) or {}
+    return value if isinstance(value, dict) else {}
+
+
+def auth_url() -> str:
+    """The authorization server's base URL (``AUTH_URL``), without a trailing slash."""
+    return str(provider_settings().get("AUTH_URL") or dialect.DEFAULT_AUTH_URL).rstrip("/")
+
+
+def api_url() -> str:
+    """The API's base URL (``API_URL``), without a trailing slash."""
+    return str(provider_settings().get("API_URL") or dialect.DEFAULT_API_URL).rstrip("/")
+
+
+def offline_access() -> bool:
+    """Whether ``offline_access`` is always requested (``OFFLINE_ACCESS``, default ``True``)."""
+    return bool(provider_settings().get("OFFLINE_ACCESS", True))
+
+
+def timeout() -> tuple[float, float]:
+    """``CLOUDSYNC_TIMEOUT``: seconds, or a (connect, read) pair. Never ``None``: no call waits forever."""
+    value = getattr(settings, "CLOUDSYNC_TIMEOUT", DEFAULT_TIMEOUT)
+    if isinstance(value, (int, float)):
+        return (float(value), float(value))
+    connect, read = value
+    return (float(connect), float(read))
+
+
+def max_retries() -> int:
+    """``CLOUDSYNC_MAX_RETRIES``: retries of an idempotent API call after 429, 5xx or a network error."""
+    return int(getattr(settings, "CLOUDSYNC_MAX_RETRIES", DEFAULT_MAX_RETRIES))
+
+
+def refresh_leeway() -> float:
+    """``CLOUDSYNC_REFRESH_LEEWAY``: refresh this many seconds before expiry (capped per token)."""
+    return float(getattr(settings, "CLOUDSYNC_REFRESH_LEEWAY", DEFAULT_REFRESH_LEEWAY))
+
+
+def max_response_bytes() -> int:
+    """``CLOUDSYNC_MAX_RESPONSE_BYTES``: a larger response body is refused as invalid."""
+    return int(getattr(settings, "CLOUDSYNC_MAX_RESPONSE_BYTES", DEFAULT_MAX_RESPONSE_BYTES))
+
+
+def encryption_keys() -> list[str]:
+    """``CLOUDSYNC_ENCRYPTION_KEYS``: the first key encrypts, every key decrypts."""
+    value = getattr(settings, "CLOUDSYNC_ENCRYPTION_KEYS", None) or []
+    if isinstance(value, str):
+        return [value]
+    return list(value)
+
+
+def api_key() -> str | None:
+    """``CLOUDSYNC_API_KEY`` setting, else the environment variable of the same name."""
+    return getattr(settings, "CLOUDSYNC_API_KEY", None) or os.environ.get("CLOUDSYNC_API_KEY") or None
+
+
+def cipher() -> TokenCipher:
+    """The :class:`~django_cloudsync.crypto.TokenCipher` of ``CLOUDSYNC_ENCRYPTION_KEYS``.
+
+    Built once per distinct key list (keys are parsed once, not on every token read).
+    """
+    return _cipher_for(tuple(encryption_keys()))
+
+
+@functools.lru_cache(maxsize=4)
+def _cipher_for(keys: tuple[str, ...]) -> TokenCipher:
+    return TokenCipher(keys)

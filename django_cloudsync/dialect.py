@@ -1,0 +1,65 @@
+"""CloudSync's protocol dialect, in one place.
+
+Everything this app assumes about CloudSync that its public "Authentication" page states or
+leaves open (see ``docs/cloudsync-api.md`` in the repository) lives here, so that a change in
+the real service is a change to this module and, at most, to ``SOCIALACCOUNT_PROVIDERS``.
+The provider, the API client and the fake CloudSync all read these names; none hard-codes its own.
+"""
+
+from __future__ import annotations
+
+from typing import Final, Literal
+
+DEFAULT_AUTH_URL: Final = "https://auth.cloudsync.io"
+DEFAULT_API_URL: Final = "https://api.cloudsync.io"
+
+AUTHORIZE_PATH: Final = "/oauth/authorize"
+TOKEN_PATH: Final = "/oauth/token"
+ME_PATH: Final = "/v1/me"
+WORKSPACES_PATH: Final = "/v1/workspaces"
+
+#: Scopes are space-separated in the authorize URL and in the token response.
+SCOPE_DELIMITER: Final = " "
+#: Without this scope CloudSync issues no refresh token.
+OFFLINE_ACCESS: Final = "offline_access"
+KNOWN_SCOPES: Final = (
+    "files:read",
+    "files:write",
+    "workspaces:read",
+    "workspaces:write",
+    OFFLINE_ACCESS,
+)
+
+Environment = Literal["live", "test"]
+LIVE: Final = "live"
+TEST: Final = "test"
+
+ACCESS_TOKEN_PREFIXES: Final = {"at_live_": LIVE, "at_test_": TEST}
+REFRESH_TOKEN_PREFIXES: Final = {"rt_live_": LIVE, "rt_test_": TEST}
+API_KEY_PREFIXES: Final = {"sk_live_": LIVE, "sk_test_": TEST}
+
+# RFC 6749 §5.2 error codes at the token endpoint, and the API's own error codes.
+INVALID_GRANT: Final = "invalid_grant"
+INVALID_CLIENT: Final = "invalid_client"
+INVALID_REQUEST: Final = "invalid_request"
+INVALID_TOKEN: Final = "invalid_token"
+INSUFFICIENT_SCOPE: Final = "insufficient_scope"
+ACCESS_DENIED: Final = "access_denied"
+
+
+def environment_of(secret: str, prefixes: dict[str, str]) -> str | None:
+    """Return ``"live"`` or ``"test"`` from a token's or key's prefix, ``None`` if it has none."""
+    for prefix, environment in prefixes.items():
+        if secret.startswith(prefix):
+            return environment
+    return None
+
+
+def split_scope(scope: str | None) -> list[str]:
+    """Split a space-separated scope string into its scopes, keeping their order, once each."""
+    return list(dict.fromkeys((scope or "").split()))
+
+
+def join_scope(scopes: list[str] | tuple[str, ...]) -> str:
+    """Join scopes for the wire: deterministic order (as given), no duplicates."""
+    return SCOPE_DELIMITER.join(dict.fromkeys(s for s in scopes if s))

@@ -1,0 +1,121 @@
+"""The one pooled HTTP session, and the transport rules every outbound call obeys.
+
+One ``requests.Session`` per process keeps connections (and TLS sessions) alive across Django
+requests and threads. Every call goes through :func:`send`, which always passes a timeout,
+never follows redirects (a redirect could carry the ``Authorization`` header elsewhere), bounds
+the size of the body it reads, and turns every ``requests`` failure into a typed error.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+import requests
+from requests.adapters import HTTPAdapter
+
+from . import conf, errors
+
+_lock = threading.Lock()
+_session: requests.Session | None = None
+
+USER_AGENT = "django-cloudsync"
+
+
+def get_session() -> requests.Session:
+    """The process-wide pooled session, created on first use."""
+    global _session
+    if _session is None:
+        with _lock:
+            if _session is None:
+                session = requests.Session()
+                adapter = HTTPAdapter(pool_connections=4, pool_maxsize=32, max_retries=0)
+                session.mount("https://", adapter)
+                session.mount("http://", adapter)
+                session.headers["User-Agent"] = USER_AGENT
+                # Credentials come only from our own Authorization header, never from ~/.netrc.
+                session.trust_env = False
+                _session = session
+    return _session
+
+
+def reset_session() -> None:
+    """Drop the pooled session (its sockets must not be shared with a forked child)."""
+    global _session, _lock
+    _session = None
+    _lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=reset_session)
+
+
+def send(
+    method: str,
+    url: str,
+    *,
+    headers: Mapping[str, str] | None = None,
+    json_body: Any = None,
+    params: Mapping[str, Any] | None = None,
+    timeout: tuple[float, float] | None = None,
+) -> requests.Response:
+    """Send one request and read its body, bounded; raise a typed error if that fails.
+
+    The returned response's ``content`` is already read (at most
+    ``CLOUDSYNC_MAX_RESPONSE_BYTES``), so the connection is back in the pool.
+    """
+    limit = conf.max_response_bytes()
+    try:
+        response = get_session().request(
+            method,
+            url,
+            headers=dict(headers or {}),
+            json=json_body,
+            params=params,
+            timeout=timeout or conf.timeout(),
+            allow_redirects=False,
+            stream=True,
+        )
+    except requests.Timeout as exc:
+        raise errors.Timeout() from _without_request(exc)
+    except requests.RequestException as exc:
+        raise errors.NetworkError() from _without_request(exc)
+    try:
+        body = bytearray()
+        for chunk in response.iter_content(chunk_size=64 * 1024):
+            body += chunk
+            if len(body) > limit:
+                response.close()
+                raise errors.InvalidResponse(
+                    "CloudSync sent a response larger than allowed", status=response.status_code
+                )
+        response._content = bytes(body)
+    except requests.Timeout as exc:
+        raise errors.Timeout() from _without_request(exc)
+    except requests.RequestException as exc:
+        raise errors.NetworkError() from _without_request(exc)
+    finally:
+        response.close()
+    return response
+
+
+def parse_json(response: requests.Response) -> Any:
+    """The response's JSON body; :class:`~django_cloudsync.errors.InvalidResponse` if it is not JSON."""
+    content_type = response.headers.get("Content-Type", "").split(";")[0].strip().lower()
+    if content_type != "application/json" and not content_type.endswith("+json"):
+        raise errors.InvalidResponse("CloudSync did not answer with JSON", status=response.status_code)
+    try:
+        return json.loads(response.content)
+    except (ValueError, UnicodeDecodeError):
+        raise errors.InvalidResponse("CloudSync sent invalid JSON", status=response.status_code) from None
+
+
+def _without_request(exc: requests.RequestException) -> requests.RequestException:
+    # A chained requests exception keeps the PreparedRequest, and with it the Authorization
+    # header, reachable from our error (``exc.__cause__.request.headers``). Drop it.
+    exc.request = None
+    exc.response = None
+    return exc

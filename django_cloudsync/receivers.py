@@ -1,0 +1,24 @@
+"""Where allauth hands over a CloudSync sign-in: the tokens are stored once the account is saved.
+
+These are the points at which allauth itself saves ``SocialToken`` rows: an existing account
+signing in or re-authorizing (``social_account_updated``), an account connected to a signed-in
+user (``social_account_added``), and a new user signing up (``user_signed_up``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from allauth.account.signals import user_signed_up
+from allauth.socialaccount.signals import social_account_added, social_account_updated
+from django.dispatch import receiver
+
+from . import tokens
+
+
+@receiver(social_account_updated, dispatch_uid="django_cloudsync.store_on_update")
+@receiver(social_account_added, dispatch_uid="django_cloudsync.store_on_add")
+@receiver(user_signed_up, dispatch_uid="django_cloudsync.store_on_signup")
+def store_sign_in_tokens(sender: Any, sociallogin: Any = None, **kwargs: Any) -> None:
+    if sociallogin is not None:
+        tokens.store_from_sociallogin(sociallogin)

@@ -1,0 +1,103 @@
+"""Drive a "Sign in with CloudSync" from a test, the way a browser would.
+
+The site side goes through Django's test client; the CloudSync side is the fake's real consent
+page over HTTP, read and submitted like a form. Nothing on the way is mocked::
+
+    from django_cloudsync.testing.flow import sign_in
+
+    def test_sign_in(client, cloudsync_settings):
+        response = sign_in(client)
+        assert response.status_code == 302
+"""
+
+from __future__ import annotations
+
+from html.parser import HTMLParser
+from typing import Any
+from urllib.parse import urlencode, urljoin
+
+import requests
+
+_TIMEOUT = 10
+
+
+class _ConsentForm(HTMLParser):
+    """The first form of a page: its action and its fields' values (selected options included)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.action: str | None = None
+        self.fields: dict[str, str] = {}
+        self._select: str | None = None
+        self._done = False
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        values = {name: value or "" for name, value in attrs}
+        if self._done:
+            return
+        if tag == "form" and self.action is None:
+            self.action = values.get("action", "")
+        elif tag == "input" and values.get("type") == "hidden" and "name" in values:
+            self.fields[values["name"]] = values.get("value", "")
+        elif tag == "select":
+            self._select = values.get("name")
+        elif tag == "option" and self._select and ("selected" in values or self._select not in self.fields):
+            self.fields[self._select] = values.get("value", "")
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "select":
+            self._select = None
+        elif tag == "form" and self.action is not None:
+            self._done = True
+
+
+def start(client: Any, *, process: str = "login", next: str | None = None, scope: str | None = None) -> str:  # noqa: A002
+    """POST to the site's CloudSync login view; return the authorize URL it redirects to."""
+    from django.urls import reverse
+
+    params = {"process": process}
+    if next is not None:
+        params["next"] = next
+    if scope is not None:
+        params["scope"] = scope
+    response = client.post(f"{reverse('cloudsync_login')}?{urlencode(params)}")
+    if response.status_code != 302:
+        raise AssertionError(f"The login view answered {response.status_code}, not a redirect")
+    return str(response["Location"])
+
+
+def consent(authorize_url: str, *, decision: str = "allow", user_id: str | None = None) -> str:
+    """Open the fake's consent page and press Allow or Deny; return where it redirects."""
+    with requests.Session() as session:
+        page = session.get(authorize_url, timeout=_TIMEOUT)
+        if page.status_code != 200:
+            raise AssertionError(f"The consent page answered {page.status_code}")
+        form = _ConsentForm()
+        form.feed(page.text)
+        if form.action is None:
+            raise AssertionError("The consent page has no form")
+        data = dict(form.fields, decision=decision)
+        if user_id is not None:
+            data["user"] = user_id
+        answer = session.post(
+            urljoin(page.url, form.action), data=data, allow_redirects=False, timeout=_TIMEOUT
+        )
+    if answer.status_code != 302:
+        raise AssertionError(f"The consent form answered {answer.status_code}, not a redirect")
+    return str(answer.headers["Location"])
+
+
+def sign_in(
+    client: Any,
+    *,
+    decision: str = "allow",
+    user_id: str | None = None,
+    process: str = "login",
+    next: str | None = None,  # noqa: A002
+    scope: str | None = None,
+) -> Any:
+    """The whole round trip; returns the site's answer to the callback."""
+    callback = consent(
+        start(client, process=process, next=next, scope=scope), decision=decision, user_id=user_id
+    )
+    return client.get(callback)

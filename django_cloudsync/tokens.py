@@ -1,0 +1,268 @@
+"""The life of a stored token pair: stored at sign-in, refreshed once per expiry, forgotten.
+
+Refreshing is the delicate part. CloudSync may rotate refresh tokens, and a strict server treats
+a second use of a spent refresh token as theft and revokes the grant: so for each account
+exactly one worker may refresh at a time, and every other worker must wait and use its result.
+
+* Threads of one process wait on a process-local lock (cheap, no database round trips).
+* Processes and hosts wait on the database: a row lock (``SELECT ... FOR UPDATE``) where the
+  database has them (PostgreSQL, MySQL, Oracle); on SQLite, which has none, a write that takes
+  the database's write lock, which serializes writers across processes on one host.
+* Under the lock, the row is re-read: if its ``version`` moved on, another worker refreshed
+  already, and its tokens are used as they are.
+* The refresh commits in a transaction of its own. If the caller is inside a transaction (for
+  example ``ATOMIC_REQUESTS``), the refresh runs on a separate connection: otherwise the lock
+  would last until the view ends, and a rollback of the view would throw away tokens that
+  CloudSync has already rotated.
+
+Faults lose nothing: a timeout, a 5xx or garbage from the token endpoint leaves the row as it
+was. Only ``invalid_grant`` forgets the tokens, and then ``reauthorization_required`` is sent.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+import zlib
+from collections.abc import Callable
+from datetime import datetime
+from datetime import timezone as dt_timezone
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from django.db import OperationalError, connections, router, transaction
+from django.db.models import F
+from django.utils import timezone
+from django.views.decorators.debug import sensitive_variables
+
+from . import conf, errors, oauth, signals
+from .models import CloudSyncToken
+
+if TYPE_CHECKING:
+    from allauth.socialaccount.models import SocialLogin
+
+logger = logging.getLogger("django_cloudsync")
+
+T = TypeVar("T")
+
+# Striped process-local locks: bounded memory however many accounts there are.
+_LOCAL_LOCKS = tuple(threading.Lock() for _ in range(64))
+
+
+def _local_lock(key: object) -> threading.Lock:
+    return _LOCAL_LOCKS[zlib.crc32(str(key).encode()) % len(_LOCAL_LOCKS)]
+
+
+# Sign-in: allauth holds the token response until the account is saved, sometimes across
+# requests in the session (a pending signup form). It only ever holds it sealed.
+
+_PENDING_PURPOSE = "django_cloudsync.sociallogin"
+
+
+@sensitive_variables("response", "payload")
+def seal_for_sociallogin(response: oauth.TokenResponse, account_id: str) -> str:
+    """Seal a token response for allauth's ``SocialLogin.token``, bound to the CloudSync account."""
+    payload = json.dumps(
+        {
+            "access_token": response.access_token,
+            "refresh_token": response.refresh_token,
+            "expires_in": response.expires_in,
+            "scope": response.scope,
+            "issued_at": time.time(),
+        }
+    )
+    return conf.cipher().encrypt(payload, f"{_PENDING_PURPOSE}:{account_id}".encode())
+
+
+@sensitive_variables("payload")
+def store_from_sociallogin(sociallogin: SocialLogin) -> CloudSyncToken | None:
+    """Store the tokens of a completed CloudSync sign-in, connect or re-authorization.
+
+    Called once allauth has saved the ``SocialAccount``. Re-authorization updates the
+    existing row: new tokens, the newly granted scope; a missing refresh token keeps the old one.
+    """
+    account = sociallogin.account
+    token = sociallogin.token
+    if account.provider != conf.PROVIDER_ID or account.pk is None or token is None or not token.token:
+        return None
+    try:
+        payload = json.loads(conf.cipher().decrypt(token.token, f"{_PENDING_PURPOSE}:{account.uid}".encode()))
+    except errors.UndecryptableToken:
+        logger.warning("Ignored an unsealable CloudSync sign-in token for account %s", account.uid)
+        return None
+    scope = payload["scope"]
+    if scope is None:  # RFC 6749 §5.1: no scope in the answer means the requested scope.
+        scope = sociallogin.state.get("requested_scope")
+    issued_at = datetime.fromtimestamp(payload["issued_at"], tz=dt_timezone.utc)
+
+    def write() -> CloudSyncToken:
+        row = _lock_row(CloudSyncToken.objects.filter(social_account=account))
+        if row is None:
+            row = CloudSyncToken(social_account=account, account_id=account.uid)
+        row.user_id = account.user_id
+        row.set_tokens(
+            access_token=payload["access_token"],
+            refresh_token=payload["refresh_token"],
+            expires_in=payload["expires_in"],
+            scope=scope,
+            now=issued_at,
+        )
+        row.save()
+        return row
+
+    with _local_lock(account.uid):
+        row = _in_own_transaction(write)
+    logger.info("Stored CloudSync tokens for account %s (scope: %s)", row.account_id, row.scope)
+    return row
+
+
+# Refresh.
+
+
+def refresh_if_expired(token: CloudSyncToken) -> CloudSyncToken:
+    """Return the row with a usable access token, refreshing it first if it is about to expire.
+
+    However many workers call this at once for one account, one refresh happens.
+    """
+    if not token.is_expiring():
+        return token
+    return _refresh(token, lambda row: row.is_expiring() and row.refresh_token_ciphertext != "")
+
+
+def refresh_after_rejection(token: CloudSyncToken) -> CloudSyncToken:
+    """CloudSync answered 401 to ``token``'s access token: refresh, unless someone already did."""
+    return _refresh(token, lambda row: row.version == token.version, forget_without_refresh_token=True)
+
+
+def _refresh(
+    token: CloudSyncToken,
+    should_refresh: Callable[[CloudSyncToken], bool],
+    *,
+    forget_without_refresh_token: bool = False,
+) -> CloudSyncToken:
+    def locked() -> tuple[CloudSyncToken | None, str]:
+        row = _lock_row(CloudSyncToken.objects.filter(pk=token.pk))
+        if row is None:  # Forgotten meanwhile (disconnected, or another worker got invalid_grant).
+            return None, "gone"
+        if not should_refresh(row):
+            return row, "unchanged"  # Another worker refreshed while we waited: use its tokens.
+        refresh_token = row.refresh_token()
+        if refresh_token is None:
+            if not forget_without_refresh_token:
+                return row, "unchanged"  # Nothing to refresh with: use the token until it fails.
+            row.delete()
+            return None, "forgotten"
+        try:
+            response = oauth.refresh(refresh_token=refresh_token, **_client_credentials())
+        except errors.InvalidGrant:
+            # The row was read under the lock, so no other worker has refreshed with this
+            # refresh token: CloudSync really refused it (revoked, expired, or reused).
+            row.delete()
+            return None, "forgotten"
+        row.set_tokens(
+            access_token=response.access_token,
+            refresh_token=response.refresh_token,
+            expires_in=response.expires_in,
+            scope=response.scope,
+        )
+        row.refreshed_at = timezone.now()
+        row.save()
+        return row, "refreshed"
+
+    with _local_lock(token.pk):
+        try:
+            row, outcome = _in_own_transaction(locked)
+        except errors.CloudSyncError as exc:
+            logger.warning("Refreshing the CloudSync token of account %s failed: %s", token.account_id, exc)
+            raise
+    if outcome == "refreshed":
+        logger.info("Refreshed the CloudSync token of account %s", token.account_id)
+        signals.token_refreshed.send(sender=CloudSyncToken, token=row, user=token.user)
+    elif outcome == "forgotten":
+        logger.warning("CloudSync access of account %s must be authorized again", token.account_id)
+        signals.reauthorization_required.send(
+            sender=CloudSyncToken, user=token.user, account_id=token.account_id, scopes=token.scopes
+        )
+    if row is None:
+        raise errors.ReauthorizationRequired(scopes=token.scopes)
+    return row
+
+
+def forget(token: CloudSyncToken) -> None:
+    """Delete an account's stored tokens: the user must authorize again to use CloudSync."""
+    CloudSyncToken.objects.filter(pk=token.pk).delete()
+    logger.info("Forgot the CloudSync tokens of account %s", token.account_id)
+
+
+def _client_credentials() -> dict[str, str]:
+    # allauth's own lookup, so SocialApp rows in the database work as well as APPS in settings.
+    from allauth.socialaccount.adapter import get_adapter
+    from allauth.socialaccount.models import SocialApp
+
+    try:
+        app = get_adapter().get_app(None, provider=conf.PROVIDER_ID)
+    except SocialApp.DoesNotExist:
+        raise errors.ConfigurationError(
+            "No CloudSync app: set SOCIALACCOUNT_PROVIDERS['cloudsync']['APPS']"
+        ) from None
+    return {"client_id": app.client_id, "client_secret": app.secret}
+
+
+# Locking and transactions.
+
+
+def _lock_row(queryset: Any) -> CloudSyncToken | None:
+    """Lock and return the row of ``queryset`` (or ``None``), inside the current transaction."""
+    db = queryset.db
+    if connections[db].features.has_select_for_update:
+        return queryset.select_for_update().first()
+    # SQLite has no row locks. Any write takes the database's write lock, held until this
+    # transaction ends, which serializes every writer of every process on this host.
+    queryset.update(version=F("version"))
+    return queryset.first()
+
+
+def _in_own_transaction(work: Callable[[], T]) -> T:
+    """Run ``work`` in a transaction that commits on its own, whatever the caller's transaction."""
+    db = router.db_for_write(CloudSyncToken)
+    connection = connections[db]
+    inside_caller_transaction = connection.in_atomic_block and not all(
+        # Django's TestCase wraps each test in atomic blocks marked like this; the test's data
+        # is only visible inside them, so the work has to run there.
+        getattr(block, "_from_testcase", False)
+        for block in connection.atomic_blocks
+    )
+    if not inside_caller_transaction:
+        return _with_lock_retries(db, work)
+    outcome: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            outcome["result"] = _with_lock_retries(db, work)
+        except BaseException as exc:  # handed to the caller's thread below
+            outcome["error"] = exc
+        finally:
+            connections[db].close()
+
+    thread = threading.Thread(target=run, name="django-cloudsync-refresh", daemon=True)
+    thread.start()
+    thread.join()
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["result"]
+
+
+def _with_lock_retries(db: str, work: Callable[[], T]) -> T:
+    # On SQLite a waiting writer gives up after its busy timeout ("database is locked"); keep
+    # waiting, bounded, for as long as a refresh can take.
+    connect, read = conf.timeout()
+    deadline = time.monotonic() + connect + read + 5
+    while True:
+        try:
+            with transaction.atomic(using=db):
+                return work()
+        except OperationalError as exc:
+            if connections[db].vendor != "sqlite" or "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)

@@ -1,0 +1,113 @@
+"""Settings for django-cloudsync's own test suite.
+
+SQLite by default. ``CLOUDSYNC_TEST_POSTGRES_URL`` (``postgres://user@host:port/dbname``) adds a
+``postgres`` database alias for the tests marked ``postgres``; without it those tests skip.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from urllib.parse import urlsplit
+
+BASE_DIR = Path(__file__).resolve().parent
+
+SECRET_KEY = "tests-only-not-secret"  # noqa: S105
+DEBUG = False
+ALLOWED_HOSTS = ["testserver", "localhost", "127.0.0.1"]
+USE_TZ = True
+ROOT_URLCONF = "tests.urls"
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "allauth",
+    "allauth.account",
+    "allauth.socialaccount",
+    "django_cloudsync",
+]
+
+MIDDLEWARE = [
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "allauth.account.middleware.AccountMiddleware",
+    "django_cloudsync.middleware.CloudSyncMiddleware",
+]
+
+AUTHENTICATION_BACKENDS = [
+    "django.contrib.auth.backends.ModelBackend",
+    "allauth.account.auth_backends.AuthenticationBackend",
+]
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# A file, not :memory:, so that tests can read the raw database for plaintext tokens and
+# worker processes can share it.
+DATABASES = {
+    "default": {
+        "ENGINE": "django.db.backends.sqlite3",
+        "NAME": str(BASE_DIR / "test-db.sqlite3"),
+        "TEST": {"NAME": str(BASE_DIR / "test-db.sqlite3")},
+        "OPTIONS": {"timeout": 30},
+    },
+}
+
+_postgres_url = os.environ.get("CLOUDSYNC_TEST_POSTGRES_URL")
+if _postgres_url:
+    _url = urlsplit(_postgres_url)
+    DATABASES["postgres"] = {
+        "ENGINE": "django.db.backends.postgresql",
+        "NAME": _url.path.lstrip("/") or "test",
+        "USER": _url.username or "postgres",
+        "PASSWORD": _url.password or "",
+        "HOST": _url.hostname or "127.0.0.1",
+        "PORT": str(_url.port or 5432),
+    }
+
+DATABASE_ROUTERS = ["tests.routers.SelectableDatabaseRouter"]
+
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+
+ACCOUNT_EMAIL_VERIFICATION = "none"
+SOCIALACCOUNT_PROVIDERS = {
+    "cloudsync": {
+        "APPS": [{"client_id": "test-client-id", "secret": "test-client-secret"}],
+        "SCOPE": ["workspaces:read"],
+        "AUTH_URL": "http://127.0.0.1:9",
+        "API_URL": "http://127.0.0.1:9",
+    }
+}
+
+# Two fixed test keys: the first encrypts, both decrypt.
+CLOUDSYNC_ENCRYPTION_KEYS = [
+    "xCHPAMGPkhXrXVp3vGuk4K6Fm-3vQIz6qKdk1Ej2bL0=",
+    "g7f3n6m0z8dzuXg3DnDnS2R6c5z1C3o6r2D8o0w1F2E=",
+]
+CLOUDSYNC_TIMEOUT = (2.0, 2.0)
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "loggers": {"django_cloudsync": {"level": "DEBUG"}},
+}

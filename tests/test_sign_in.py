@@ -1,0 +1,340 @@
+"""Sign in with CloudSync, end to end: the site, allauth and the fake CloudSync over real HTTP."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+from allauth.socialaccount.models import SocialAccount, SocialToken
+from django.contrib.auth import get_user_model
+from django.contrib.sessions.models import Session
+
+from django_cloudsync.models import CloudSyncToken
+from django_cloudsync.testing.flow import consent, sign_in, start
+
+pytestmark = pytest.mark.django_db
+
+User = get_user_model()
+
+
+def assert_failure_page(response: Any) -> None:
+    """allauth's friendly "Third-Party Login Failure" page (HTTP 401), not a 500."""
+    assert response.status_code == 401
+    assert b"Third-Party Login Failure" in response.content
+
+
+def nothing_persisted() -> bool:
+    return not (User.objects.exists() or SocialAccount.objects.exists() or CloudSyncToken.objects.exists())
+
+
+# The authorize redirect.
+
+
+def test_login_redirects_to_cloudsync_authorize_with_state_pkce_and_scopes(client: Any, fake: Any) -> None:
+    url = start(client, next="/workspaces/")
+
+    parts = urlsplit(url)
+    params = {key: values[0] for key, values in parse_qs(parts.query).items()}
+    assert url.startswith(f"{fake.base_url}/oauth/authorize?") if hasattr(fake, "base_url") else True
+    assert parts.path.endswith("/oauth/authorize")
+    assert params["response_type"] == "code"
+    assert params["client_id"] == fake.client_id
+    assert params["redirect_uri"] == "http://testserver/accounts/cloudsync/login/callback/"
+    assert params["scope"] == "workspaces:read offline_access"
+    assert len(params["state"]) >= 12
+    assert params["code_challenge_method"] == "S256"
+    assert len(params["code_challenge"]) == 43
+
+
+def test_scope_is_space_separated_in_a_stable_order(client: Any, fake: Any, settings: Any) -> None:
+    settings.SOCIALACCOUNT_PROVIDERS["cloudsync"]["SCOPE"] = ["files:write", "files:read", "workspaces:read"]
+
+    first = parse_qs(urlsplit(start(client)).query)["scope"]
+    second = parse_qs(urlsplit(start(client)).query)["scope"]
+
+    assert first == second == ["files:write files:read workspaces:read offline_access"]
+
+
+def test_offline_access_can_be_opted_out_of(client: Any, fake: Any, settings: Any) -> None:
+    settings.SOCIALACCOUNT_PROVIDERS["cloudsync"]["OFFLINE_ACCESS"] = False
+
+    assert parse_qs(urlsplit(start(client)).query)["scope"] == ["workspaces:read"]
+
+
+def test_pkce_can_be_turned_off(client: Any, fake: Any, settings: Any) -> None:
+    settings.SOCIALACCOUNT_PROVIDERS["cloudsync"]["OAUTH_PKCE_ENABLED"] = False
+
+    assert "code_challenge" not in parse_qs(urlsplit(start(client)).query)
+
+
+def test_login_view_wants_a_post(client: Any, fake: Any) -> None:
+    response = client.get("/accounts/cloudsync/login/")
+
+    assert response.status_code == 200  # allauth's "Continue" page, not a redirect
+    assert b'method="post"' in response.content
+
+
+# The callback.
+
+
+def test_first_sign_in_creates_the_user_and_stores_tokens_encrypted(client: Any, fake: Any) -> None:
+    response = sign_in(client, next="/workspaces/")
+
+    assert response.status_code == 302
+    assert response["Location"] == "/workspaces/"
+    user = User.objects.get()
+    assert (user.email, user.first_name, user.last_name) == ("ada@example.com", "Ada", "Lovelace")
+    account = SocialAccount.objects.get()
+    assert (account.provider, account.uid, account.user) == ("cloudsync", "usr_ada", user)
+    token = CloudSyncToken.objects.get()
+    assert (token.user, token.social_account, token.account_id) == (user, account, "usr_ada")
+    assert token.environment == "test"
+    assert token.scopes == ["workspaces:read", "offline_access"]
+    assert token.lifetime == 3600
+    assert token.access_token().startswith("at_test_")
+    assert token.refresh_token().startswith("rt_test_")
+    assert client.get("/").content.startswith(b"connected")
+
+
+def test_code_exchange_speaks_cloudsyncs_json_dialect(client: Any, fake: Any) -> None:
+    sign_in(client)
+
+    body = fake.last_token_request
+    assert body["grant_type"] == "authorization_code"
+    assert body["client_id"] == fake.client_id
+    assert body["client_secret"] == "***"  # the fake masks it; it was sent, or the exchange would fail
+    assert body["redirect_uri"] == "http://testserver/accounts/cloudsync/login/callback/"
+    assert "code_verifier" in body
+    assert fake.counters["code_exchanges"] == 1
+
+
+def test_sign_in_makes_exactly_two_outbound_calls(client: Any, fake: Any) -> None:
+    sign_in(client)
+
+    counters = fake.counters
+    assert (counters["code_exchanges"], counters["api_calls"]) == (1, 1)
+
+
+def test_no_plaintext_token_outside_our_table(client: Any, fake: Any) -> None:
+    sign_in(client)
+
+    token = CloudSyncToken.objects.get()
+    secrets = [token.access_token(), token.refresh_token()]
+    assert not SocialToken.objects.exists()
+    account = SocialAccount.objects.get()
+    for secret in secrets:
+        assert secret not in str(account.extra_data)
+        assert secret not in token.access_token_ciphertext + token.refresh_token_ciphertext
+        for session in Session.objects.all():
+            assert secret not in str(session.get_decoded())
+
+
+def test_returning_user_is_matched_on_the_account_id_and_the_row_updated(client: Any, fake: Any) -> None:
+    sign_in(client)
+    first = CloudSyncToken.objects.get()
+    client.logout()
+
+    response = sign_in(client)
+
+    assert response.status_code == 302
+    assert User.objects.count() == 1
+    second = CloudSyncToken.objects.get()
+    assert second.pk == first.pk
+    assert second.version == first.version + 1
+    assert second.access_token() != first.access_token()
+
+
+def test_user_without_email_can_sign_in(client: Any, fake: Any) -> None:
+    fake.add_user("usr_noemail", None, "No Email")
+
+    response = sign_in(client, user_id="usr_noemail")
+
+    assert response.status_code == 302
+    assert CloudSyncToken.objects.get().account_id == "usr_noemail"
+
+
+def test_connect_links_cloudsync_to_the_signed_in_user(client: Any, fake: Any) -> None:
+    user = User.objects.create_user("grace", "grace@example.com", "pw")
+    client.force_login(user)
+
+    response = sign_in(client, process="connect", next="/workspaces/")
+
+    assert response.status_code == 302
+    token = CloudSyncToken.objects.get()
+    assert token.user == user
+    assert SocialAccount.objects.get().user == user
+
+
+def test_reauthorization_with_a_wider_scope_updates_the_row(client: Any, fake: Any) -> None:
+    sign_in(client)
+    before = CloudSyncToken.objects.get()
+
+    sign_in(client, process="connect", scope="workspaces:write")
+
+    after = CloudSyncToken.objects.get()
+    assert after.pk == before.pk
+    assert "workspaces:write" in after.scopes
+
+
+def test_disconnecting_the_account_deletes_its_tokens(client: Any, fake: Any) -> None:
+    sign_in(client)
+    user = User.objects.get()
+    user.set_password("a-password-so-disconnect-is-allowed")
+    user.save()
+    client.force_login(user)
+    account = SocialAccount.objects.get()
+
+    response = client.post("/accounts/3rdparty/", {"account": account.pk})
+
+    assert response.status_code == 302
+    assert not SocialAccount.objects.exists()
+    assert not CloudSyncToken.objects.exists()
+
+
+def test_pending_signup_keeps_only_a_sealed_token_in_the_session(client: Any, fake: Any, settings: Any) -> None:
+    settings.SOCIALACCOUNT_AUTO_SIGNUP = False
+
+    response = sign_in(client)
+
+    assert response.status_code == 302
+    assert response["Location"] == "/accounts/3rdparty/signup/"
+    assert not CloudSyncToken.objects.exists()
+    pending = str(Session.objects.get().get_decoded())
+    assert "at_test_" not in pending and "rt_test_" not in pending
+
+    response = client.post("/accounts/3rdparty/signup/", {"email": "ada@example.com", "username": "ada"})
+
+    assert response.status_code == 302
+    token = CloudSyncToken.objects.get()
+    assert token.user.username == "ada"
+    assert token.access_token().startswith("at_test_")
+
+
+def test_callback_sets_no_referrer(client: Any, fake: Any) -> None:
+    response = sign_in(client)
+
+    assert response["Referrer-Policy"] == "no-referrer"
+
+
+# Bad input: a friendly page, never a 500, nothing left behind.
+
+
+def test_deny_says_you_cancelled(client: Any, fake: Any) -> None:
+    response = sign_in(client, decision="deny")
+
+    assert response.status_code == 302
+    assert response["Location"] == "/accounts/3rdparty/login/cancelled/"
+    assert b"cancel" in client.get(response["Location"]).content.lower()
+    assert nothing_persisted()
+
+
+@pytest.mark.parametrize("error", ["invalid_scope", "server_error", "temporarily_unavailable", "<b>odd</b>"])
+def test_other_authorization_errors_show_the_failure_page(client: Any, fake: Any, error: str) -> None:
+    authorize = start(client)
+    state = parse_qs(urlsplit(authorize).query)["state"][0]
+
+    response = client.get(
+        "/accounts/cloudsync/login/callback/",
+        {"error": error, "error_description": "<script>alert(1)</script>", "state": state},
+    )
+
+    assert_failure_page(response)
+    assert b"<script>alert(1)</script>" not in response.content
+    assert nothing_persisted()
+
+
+@pytest.mark.parametrize("state", [None, "", "forged-state"])
+def test_missing_or_wrong_state_is_refused_before_the_code_is_used(
+    client: Any, fake: Any, state: str | None
+) -> None:
+    callback = consent(start(client))
+    query = parse_qs(urlsplit(callback).query)
+    params = {"code": query["code"][0]}
+    if state is not None:
+        params["state"] = state
+
+    response = client.get("/accounts/cloudsync/login/callback/", params)
+
+    assert_failure_page(response)
+    assert fake.counters["code_exchanges"] == 0
+    assert nothing_persisted()
+
+
+def test_state_from_another_browser_session_is_refused(client: Any, fake: Any, django_user_model: Any) -> None:
+    from django.test import Client
+
+    callback = consent(start(client))  # the victim's flow...
+    attacker = Client()
+
+    response = attacker.get(callback)  # ...completed in another browser
+
+    assert_failure_page(response)
+    assert fake.counters["code_exchanges"] == 0
+    assert nothing_persisted()
+
+
+def test_missing_code_is_refused(client: Any, fake: Any) -> None:
+    state = parse_qs(urlsplit(start(client)).query)["state"][0]
+
+    response = client.get("/accounts/cloudsync/login/callback/", {"state": state})
+
+    assert_failure_page(response)
+    assert nothing_persisted()
+
+
+def test_replayed_callback_does_nothing(client: Any, fake: Any) -> None:
+    callback = consent(start(client))
+    client.get(callback)
+    client.logout()
+    before = (User.objects.count(), CloudSyncToken.objects.get().version)
+
+    response = client.get(callback)
+
+    assert_failure_page(response)
+    assert fake.counters["code_exchanges"] == 1
+    assert (User.objects.count(), CloudSyncToken.objects.get().version) == before
+
+
+def test_callback_from_another_issuer_is_refused(client: Any, fake: Any) -> None:
+    callback = consent(start(client))
+
+    response = client.get(callback + "&iss=https%3A%2F%2Fevil.example")
+
+    assert_failure_page(response)
+    assert fake.counters["code_exchanges"] == 0
+    assert nothing_persisted()
+
+
+@pytest.mark.parametrize("fault", ["server_error", "bad_gateway", "invalid_json", "html", "timeout", "invalid_grant"])
+def test_token_endpoint_failures_show_the_failure_page(client: Any, fake: Any, fault: str, settings: Any) -> None:
+    settings.CLOUDSYNC_TIMEOUT = 0.3
+    fake.timeout_delay = 0.6
+    callback = consent(start(client))
+    fake.fail_next("token", fault)
+
+    response = client.get(callback)
+
+    assert_failure_page(response)
+    assert nothing_persisted()
+
+
+@pytest.mark.parametrize("fault", ["server_error", "invalid_json", "html"])
+def test_profile_failures_show_the_failure_page(client: Any, fake: Any, fault: str, settings: Any) -> None:
+    settings.CLOUDSYNC_MAX_RETRIES = 0
+    callback = consent(start(client))
+    fake.fail_next("me", fault)
+
+    response = client.get(callback)
+
+    assert_failure_page(response)
+    assert nothing_persisted()
+
+
+def test_profile_without_an_id_is_refused(client: Any, fake: Any) -> None:
+    fake.add_user("", "anon@example.com", "No Id")
+
+    response = sign_in(client, user_id="")
+
+    assert_failure_page(response)
+    assert nothing_persisted()
