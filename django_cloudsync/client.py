@@ -274,7 +274,8 @@ class CloudSync:
                     raise exc.with_traceback(None) from exc.__cause__
                 retries_left -= 1
                 logger.debug("CloudSync API %s %s: retrying in %.2fs", method, path, delay)
-                (self._sleep_fn or _sleep)(delay)
+                sleep = self._sleep_fn if self._sleep_fn is not None else _sleep
+                sleep(delay)
 
     def _retry_delay(self, attempt: int, retry_after: float | None) -> float | None:
         """Seconds to wait before retry number ``attempt``; ``None`` to give up now."""

@@ -1,0 +1,63 @@
+"""The example's pages: everything CloudSync goes through ``request.user.cloudsync``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import messages
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_http_methods
+
+from django_cloudsync import errors
+from django_cloudsync.decorators import cloudsync_required
+
+# What to tell a person for each error a CloudSync call can raise. ReauthorizationRequired is
+# not here: CloudSyncMiddleware turns it into a trip through CloudSync's consent page.
+FRIENDLY_ERRORS: list[tuple[type[errors.CloudSyncError], str]] = [
+    (errors.InsufficientScope, "Your CloudSync grant does not allow this. Connect again with more access."),
+    (errors.RateLimited, "CloudSync asks us to slow down. Try again in a minute."),
+    (errors.NotAuthenticated, "CloudSync did not accept our access. Try signing in again."),
+    (errors.NetworkError, "CloudSync could not be reached. Try again in a moment."),
+    (errors.ServerError, "CloudSync is having trouble. Try again in a moment."),
+    (errors.InvalidResponse, "CloudSync sent something unexpected. Try again in a moment."),
+    (errors.CloudSyncError, "Something went wrong talking to CloudSync."),
+]
+
+
+def friendly_message(exc: errors.CloudSyncError) -> str:
+    return next(message for kind, message in FRIENDLY_ERRORS if isinstance(exc, kind))
+
+
+def home(request: HttpRequest) -> HttpResponse:
+    context: dict[str, Any] = {}
+    client = request.user.cloudsync
+    if client is not None:
+        try:
+            context["workspaces"] = client.workspaces()
+        except errors.ReauthorizationRequired:
+            raise
+        except errors.CloudSyncError as exc:
+            context["error"] = friendly_message(exc)
+        context["token"] = request.user.cloudsync_tokens.order_by("-updated_at").first()
+    return render(request, "example/home.html", context)
+
+
+@require_http_methods(["GET", "POST"])
+@cloudsync_required(scopes=["workspaces:write"])
+def new_workspace(request: HttpRequest) -> HttpResponse:
+    if request.method == "POST":
+        name = request.POST.get("name", "").strip()[:100]
+        if not name:
+            messages.error(request, "Give the workspace a name.")
+        else:
+            try:
+                workspace = request.user.cloudsync.post("/v1/workspaces", json={"name": name})
+            except errors.ReauthorizationRequired:
+                raise
+            except errors.CloudSyncError as exc:
+                messages.error(request, friendly_message(exc))
+            else:
+                messages.success(request, f"Created the workspace “{workspace.get('name', name)}”.")
+                return redirect("home")
+    return render(request, "example/new_workspace.html")

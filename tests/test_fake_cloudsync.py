@@ -1,0 +1,1062 @@
+"""The fake CloudSync, specified by its behaviour over real HTTP.
+
+Every test talks to a real loopback server with ``requests``, as the app does. None needs Django.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import secrets
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from html.parser import HTMLParser
+from typing import Any
+from urllib.parse import parse_qs, urlencode, urlsplit
+from wsgiref.util import setup_testing_defaults
+
+import pytest
+import requests
+
+from django_cloudsync import dialect
+from django_cloudsync.testing import FakeCloudSync, FakeCloudSyncServer, FakeUser, mount
+
+REDIRECT_URI = "http://app.test/accounts/cloudsync/login/callback/"
+CLIENT_ID = "fake-client-id"
+CLIENT_SECRET = "fake-client-secret"
+FAST = 0.2  # seconds: the client timeout of tests that provoke a slow answer
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+class ConsentPage(HTMLParser):
+    """What a browser would see of the consent page: the form, its fields, users and buttons."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__()
+        self.title = ""
+        self.action = ""
+        self.method = ""
+        self.hidden: dict[str, str] = {}
+        self.users: list[str] = []
+        self.selected_user: str | None = None
+        self.buttons: list[tuple[str, str, str]] = []
+        self._in: str | None = None
+        self._button: tuple[str, str] | None = None
+        self.feed(text)
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        attributes = {name: value or "" for name, value in attrs}
+        if tag == "title":
+            self._in = "title"
+        elif tag == "form":
+            self.action, self.method = attributes["action"], attributes["method"]
+        elif tag == "input" and attributes.get("type") == "hidden":
+            self.hidden[attributes["name"]] = attributes["value"]
+        elif tag == "option":
+            self.users.append(attributes["value"])
+            if "selected" in attributes:
+                self.selected_user = attributes["value"]
+        elif tag == "button":
+            self._button = (attributes["name"], attributes["value"])
+
+    def handle_data(self, data: str) -> None:
+        if self._in == "title":
+            self.title += data
+        elif self._button is not None:
+            self.buttons.append((*self._button, data.strip()))
+            self._button = None
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "title":
+            self._in = None
+
+
+def authorize_params(**overrides: str | None) -> dict[str, str]:
+    """A valid authorization request; ``None`` removes a parameter."""
+    params: dict[str, str | None] = {
+        "client_id": CLIENT_ID,
+        "redirect_uri": REDIRECT_URI,
+        "response_type": "code",
+        "scope": "workspaces:read offline_access",
+        "state": "st-123",
+        **overrides,
+    }
+    return {name: value for name, value in params.items() if value is not None}
+
+
+def pkce_pair() -> tuple[str, str]:
+    verifier = secrets.token_urlsafe(48)
+    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+    return verifier, challenge
+
+
+def callback_params(response: requests.Response) -> dict[str, str]:
+    """The query parameters of a redirect back to the client."""
+    assert response.status_code == 302, response.text
+    location = response.headers["Location"]
+    assert location.startswith(REDIRECT_URI)
+    return {name: values[0] for name, values in parse_qs(urlsplit(location).query).items()}
+
+
+def consent(http: requests.Session, url: str, **overrides: str | None) -> ConsentPage:
+    response = http.get(url + dialect.AUTHORIZE_PATH, params=authorize_params(**overrides))
+    assert response.status_code == 200, response.text
+    return ConsentPage(response.text)
+
+
+def decide(
+    http: requests.Session,
+    url: str,
+    decision: str = "allow",
+    user: str | None = None,
+    **overrides: str | None,
+) -> dict[str, str]:
+    """Open the consent page, submit it as a browser would, and return the callback parameters."""
+    page = consent(http, url, **overrides)
+    form = {**page.hidden, "decision": decision, "user": user or page.selected_user or ""}
+    response = http.post(url + page.action, data=form, allow_redirects=False)
+    return callback_params(response)
+
+
+def token_request(http: requests.Session, url: str, **fields: Any) -> requests.Response:
+    body = {"client_id": CLIENT_ID, "client_secret": CLIENT_SECRET, **fields}
+    return http.post(url + dialect.TOKEN_PATH, json=body)
+
+
+def exchange(http: requests.Session, url: str, code: str, **fields: Any) -> requests.Response:
+    body = {"grant_type": "authorization_code", "code": code, "redirect_uri": REDIRECT_URI, **fields}
+    return token_request(http, url, **body)
+
+
+def refresh(http: requests.Session, url: str, refresh_token: str) -> requests.Response:
+    return token_request(http, url, grant_type="refresh_token", refresh_token=refresh_token)
+
+
+def sign_in(
+    http: requests.Session, url: str, scope: str = "workspaces:read offline_access"
+) -> dict[str, Any]:
+    """The whole browser flow; returns the token response."""
+    code = decide(http, url, scope=scope)["code"]
+    response = exchange(http, url, code)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def call(
+    http: requests.Session, url: str, path: str, token: str | None, method: str = "GET", **kwargs: Any
+) -> requests.Response:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    return http.request(method, url + path, headers=headers, **kwargs)
+
+
+def assert_oauth_error(response: requests.Response, status: int, error: str) -> None:
+    """RFC 6749 §5.2: the status, a JSON body with ``error`` and ``error_description``, no caching."""
+    assert response.status_code == status, response.text
+    assert response.headers["Content-Type"] == "application/json"
+    assert response.headers["Cache-Control"] == "no-store"
+    body = response.json()
+    assert body["error"] == error
+    assert body["error_description"]
+
+
+def assert_invalid_token(response: requests.Response) -> None:
+    assert response.status_code == 401
+    assert response.json() == {"error": dialect.INVALID_TOKEN}
+    assert response.headers["WWW-Authenticate"] == 'Bearer error="invalid_token"'
+
+
+@pytest.fixture
+def http() -> Iterator[requests.Session]:
+    with requests.Session() as session:
+        yield session
+
+
+@pytest.fixture
+def url(cloudsync_server: FakeCloudSyncServer, cloudsync_fake: FakeCloudSync) -> str:
+    """The base URL of a clean fake (``cloudsync_fake`` is reset for each test)."""
+    return cloudsync_server.url
+
+
+# --------------------------------------------------------------------------- consent page
+
+
+def test_consent_page_lists_the_scopes_the_users_and_two_buttons(
+    http: requests.Session, url: str, cloudsync_fake: FakeCloudSync
+) -> None:
+    cloudsync_fake.add_user("usr_grace", "grace@example.com", "Grace Hopper")
+    response = http.get(
+        url + dialect.AUTHORIZE_PATH, params=authorize_params(scope="files:read offline_access")
+    )
+
+    assert response.status_code == 200
+    assert response.headers["Content-Type"] == "text/html; charset=utf-8"
+    page = ConsentPage(response.text)
+    assert page.title == "CloudSync — Authorize"
+    assert "read file contents" in response.text
+    assert "refresh tokens" in response.text
+    assert page.users == ["usr_ada", "usr_grace"]
+    assert page.selected_user == "usr_ada"
+    assert page.buttons == [("decision", "allow", "Allow"), ("decision", "deny", "Deny")]
+    assert (page.method, page.action) == ("post", dialect.AUTHORIZE_PATH)
+    assert page.hidden == {**authorize_params(scope="files:read offline_access")}
+    assert cloudsync_fake.counters["authorize"] == 1
+    assert cloudsync_fake.last_authorize_params == authorize_params(scope="files:read offline_access")
+
+
+def test_consent_page_preselects_the_current_user(
+    http: requests.Session, url: str, cloudsync_fake: FakeCloudSync
+) -> None:
+    cloudsync_fake.add_user("usr_grace", None, "Grace Hopper")
+    cloudsync_fake.current_user_id = "usr_grace"
+
+    assert consent(http, url).selected_user == "usr_grace"
+
+
+def test_consent_page_escapes_everything_it_shows(
+    http: requests.Session, url: str, cloudsync_fake: FakeCloudSync
+) -> None:
+    cloudsync_fake.add_user('usr_"><script>', "<b>@example.com", "<script>alert(1)</script>")
+    state = '"><script>alert("state")</script>'
+
+    response = http.get(url + dialect.AUTHORIZE_PATH, params=authorize_params(state=state))
+
+    assert "<script>" not in response.text
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in response.text
+    assert ConsentPage(response.text).hidden["state"] == state  # escaped, yet carried intact
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        pytest.param({"client_id": "someone-else"}, id="unknown client_id"),
+        pytest.param({"client_id": None}, id="missing client_id"),
+        pytest.param({"redirect_uri": None}, id="missing redirect_uri"),
+        pytest.param({"redirect_uri": "javascript:alert(1)"}, id="javascript redirect_uri"),
+        pytest.param({"redirect_uri": "ftp://app.test/cb"}, id="ftp redirect_uri"),
+        pytest.param({"redirect_uri": "/relative/cb"}, id="relative redirect_uri"),
+    ],
+)
+def test_an_untrustworthy_client_or_redirect_uri_gets_an_error_page_not_a_redirect(
+    http: requests.Session, url: str, overrides: dict[str, str | None], cloudsync_fake: FakeCloudSync
+) -> None:
+    response = http.get(
+        url + dialect.AUTHORIZE_PATH, params=authorize_params(**overrides), allow_redirects=False
+    )
+
+    assert response.status_code == 400
+    assert "Location" not in response.headers
+    assert response.headers["Content-Type"] == "text/html; charset=utf-8"
+    assert "Authorization error" in response.text
+    assert cloudsync_fake.counters["authorize"] == 0
+
+
+@pytest.mark.parametrize(
+    ("overrides", "error"),
+    [
+        pytest.param({"response_type": "token"}, "unsupported_response_type", id="implicit grant"),
+        pytest.param({"scope": "files:read files:delete"}, "invalid_scope", id="unknown scope"),
+        pytest.param(
+            {"code_challenge": pkce_pair()[1], "code_challenge_method": "plain"},
+            dialect.INVALID_REQUEST,
+            id="plain PKCE",
+        ),
+        pytest.param({"code_challenge": pkce_pair()[1]}, dialect.INVALID_REQUEST, id="PKCE without method"),
+    ],
+)
+def test_a_bad_authorization_request_is_redirected_back_with_an_error(
+    http: requests.Session, url: str, overrides: dict[str, str], error: str
+) -> None:
+    response = http.get(
+        url + dialect.AUTHORIZE_PATH, params=authorize_params(**overrides), allow_redirects=False
+    )
+
+    params = callback_params(response)
+    assert params["error"] == error
+    assert params["state"] == "st-123"
+    assert "code" not in params
+
+
+# --------------------------------------------------------------------------- the code flow
+
+
+def test_allow_then_code_exchange_then_the_api(
+    http: requests.Session, url: str, cloudsync_fake: FakeCloudSync
+) -> None:
+    params = decide(http, url)
+    assert set(params) == {"code", "state"}
+    assert params["state"] == "st-123"
+
+    response = exchange(http, url, params["code"])
+
+    assert response.status_code == 200
+    assert response.headers["Cache-Control"] == "no-store"
+    tokens = response.json()
+    assert set(tokens) == {"access_token", "token_type", "expires_in", "scope", "refresh_token"}
+    assert tokens["access_token"].startswith("at_test_")
+    assert tokens["refresh_token"].startswith("rt_test_")
+    assert tokens["token_type"] == "Bearer"
+    assert tokens["expires_in"] == 3600
+    assert tokens["scope"] == "workspaces:read offline_access"
+    assert cloudsync_fake.last_token_request == {
+        "grant_type": "authorization_code",
+        "client_id": CLIENT_ID,
+        "client_secret": "***",
+        "code": params["code"],
+        "redirect_uri": REDIRECT_URI,
+    }
+
+    me = call(http, url, dialect.ME_PATH, tokens["access_token"])
+    assert me.json() == {"id": "usr_ada", "email": "ada@example.com", "name": "Ada Lovelace"}
+    workspaces = call(http, url, dialect.WORKSPACES_PATH, tokens["access_token"]).json()["data"]
+    assert [workspace["name"] for workspace in workspaces] == ["Personal", "Team"]
+    assert all(workspace["id"].startswith("ws_") for workspace in workspaces)
+
+    counters = cloudsync_fake.counters
+    assert (counters["authorize"], counters["code_exchanges"], counters["api_calls"]) == (1, 1, 2)
+    assert counters["api_calls_by_path"] == {dialect.ME_PATH: 1, dialect.WORKSPACES_PATH: 1}
+
+
+def test_the_state_is_echoed_exactly_and_left_out_when_not_sent(http: requests.Session, url: str) -> None:
+    odd_state = "a b+c/d?e=f&g%h é"
+
+    assert decide(http, url, state=odd_state)["state"] == odd_state
+    assert "state" not in decide(http, url, state=None)
+
+
+def test_the_code_is_added_to_a_redirect_uri_that_has_a_query(http: requests.Session, url: str) -> None:
+    redirect_uri = REDIRECT_URI + "?next=%2Fhome"
+
+    params = decide(http, url, redirect_uri=redirect_uri)
+
+    assert params["next"] == "/home"
+    assert exchange(http, url, params["code"], redirect_uri=redirect_uri).status_code == 200
+
+
+def test_deny_redirects_with_access_denied(http: requests.Session, url: str) -> None:
+    params = decide(http, url, decision="deny")
+
+    assert params["error"] == dialect.ACCESS_DENIED
+    assert params["state"] == "st-123"
+    assert "code" not in params
+
+
+def test_the_consent_page_signs_in_as_the_chosen_user(
+    http: requests.Session, url: str, cloudsync_fake: FakeCloudSync
+) -> None:
+    cloudsync_fake.add_user("usr_grace", None, "Grace Hopper")
+
+    code = decide(http, url, user="usr_grace")["code"]
+    token = exchange(http, url, code).json()["access_token"]
+
+    assert call(http, url, dialect.ME_PATH, token).json() == {
+        "id": "usr_grace",
+        "email": None,
+        "name": "Grace Hopper",
+    }
+
+
+def test_without_offline_access_there_is_no_refresh_token(http: requests.Session, url: str) -> None:
+    tokens = sign_in(http, url, scope="workspaces:read")
+
+    assert "refresh_token" not in tokens
+    assert tokens["scope"] == "workspaces:read"
+
+
+def test_pkce_with_the_right_verifier_succeeds(http: requests.Session, url: str) -> None:
+    verifier, challenge = pkce_pair()
+    code = decide(http, url, code_challenge=challenge, code_challenge_method="S256")["code"]
+
+    assert exchange(http, url, code, code_verifier=verifier).status_code == 200
+
+
+@pytest.mark.parametrize("verifier", [None, "x" * 43, pytest.param("short", id="malformed")])
+def test_pkce_with_a_wrong_or_missing_verifier_is_invalid_grant(
+    http: requests.Session, url: str, verifier: str | None, cloudsync_fake: FakeCloudSync
+) -> None:
+    _, challenge = pkce_pair()
+    code = decide(http, url, code_challenge=challenge, code_challenge_method="S256")["code"]
+    fields = {} if verifier is None else {"code_verifier": verifier}
+
+    assert_oauth_error(exchange(http, url, code, **fields), 400, dialect.INVALID_GRANT)
+    assert cloudsync_fake.counters["invalid_grants"] == 1
+
+
+def test_a_verifier_without_a_challenge_is_refused_as_a_pkce_downgrade(
+    http: requests.Session, url: str
+) -> None:
+    code = decide(http, url)["code"]
+
+    assert_oauth_error(exchange(http, url, code, code_verifier=pkce_pair()[0]), 400, dialect.INVALID_GRANT)
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        pytest.param({"redirect_uri": REDIRECT_URI + "x"}, id="other redirect_uri"),
+        pytest.param({"redirect_uri": REDIRECT_URI.upper()}, id="redirect_uri not byte-identical"),
+        pytest.param({"code": "no-such-code"}, id="unknown code"),
+    ],
+)
+def test_a_code_exchange_must_match_the_authorization(
+    http: requests.Session, url: str, fields: dict[str, str]
+) -> None:
+    code = decide(http, url)["code"]
+
+    assert_oauth_error(exchange(http, url, **{"code": code, **fields}), 400, dialect.INVALID_GRANT)
+
+
+def test_an_expired_code_is_invalid_grant(
+    http: requests.Session, url: str, cloudsync_fake: FakeCloudSync
+) -> None:
+    cloudsync_fake.code_lifetime = 0
+    code = decide(http, url)["code"]
+
+    assert_oauth_error(exchange(http, url, code), 400, dialect.INVALID_GRANT)
+
+
+def test_a_replayed_code_is_refused_and_revokes_what_it_was_exchanged_for(
+    http: requests.Session, url: str, cloudsync_fake: FakeCloudSync
+) -> None:
+    code = decide(http, url)["code"]
+    tokens = exchange(http, url, code).json()
+
+    assert_oauth_error(exchange(http, url, code), 400, dialect.INVALID_GRANT)
+
+    assert_invalid_token(call(http, url, dialect.ME_PATH, tokens["access_token"]))
+    assert_oauth_error(refresh(http, url, tokens["refresh_token"]), 400, dialect.INVALID_GRANT)
+    assert cloudsync_fake.counters["code_exchanges"] == 1
+
+
+# --------------------------------------------------------------------------- the token endpoint's dialect
+
+
+def test_a_form_encoded_token_request_is_refused(
+    http: requests.Session, url: str, cloudsync_fake: FakeCloudSync
+) -> None:
+    code = decide(http, url)["code"]
+    form = {
+        "grant_type": "authorization_code",
+        "code": code,
+        "redirect_uri": REDIRECT_URI,
+        "client_id": CLIENT_ID,
+        "client_secret": CLIENT_SECRET,
+    }
+
+    assert_oauth_error(http.post(url + dialect.TOKEN_PATH, data=form), 400, dialect.INVALID_REQUEST)
+    assert cloudsync_fake.last_token_request is None
+    assert exchange(http, url, code).status_code == 200  # the code was not spent
+
+
+@pytest.mark.parametrize(
+    "credentials",
+    [
+        pytest.param({"client_secret": "wrong"}, id="wrong secret"),
+        pytest.param({"client_secret": None}, id="no secret"),
+        pytest.param({"client_id": "someone-else"}, id="other client"),
+    ],
+)
+def test_wrong_client_credentials_are_invalid_client(
+    http: requests.Session, url: str, credentials: dict[str, str | None], cloudsync_fake: FakeCloudSync
+) -> None:
+    code = decide(http, url)["code"]
+
+    response = exchange(http, url, code, **credentials)
+
+    assert_oauth_error(response, 401, dialect.INVALID_CLIENT)
+    assert "wrong" not in str(cloudsync_fake.last_token_request)
+
+
+def test_the_client_secret_is_masked_in_last_token_request(
+    http: requests.Session, url: str, cloudsync_fake: FakeCloudSync
+) -> None:
+    token_request(http, url, grant_type="refresh_token", refresh_token="rt_test_x")
+
+    assert cloudsync_fake.last_token_request == {
+        "grant_type": "refresh_token",
+        "client_id": CLIENT_ID,
+        "client_secret": "***",
+        "refresh_token": "rt_test_x",
+    }
+
+
+@pytest.mark.parametrize("grant_type", ["password", "client_credentials", "implicit"])
+def test_other_grant_types_are_unsupported(http: requests.Session, url: str, grant_type: str) -> None:
+    assert_oauth_error(token_request(http, url, grant_type=grant_type), 400, "unsupported_grant_type")
+
+
+# --------------------------------------------------------------------------- refreshing
+
+
+def test_a_refresh_rotates_the_refresh_token_and_the_old_one_is_then_dead(
+    http: requests.Session, url: str, cloudsync_fake: FakeCloudSync
+) -> None:
+    tokens = sign_in(http, url)
+
+    response = refresh(http, url, tokens["refresh_token"])
+
+    assert response.status_code == 200
+    assert response.headers["Cache-Control"] == "no-store"
+    fresh = response.json()
+    assert set(fresh) == {"access_token", "token_type", "expires_in", "scope", "refresh_token"}
+    assert fresh["refresh_token"] != tokens["refresh_token"]
+    assert fresh["access_token"] != tokens["access_token"]
+    assert fresh["scope"] == tokens["scope"]
+    # The old access token lives until its own expiry.
+    assert call(http, url, dialect.ME_PATH, tokens["access_token"]).status_code == 200
+    counters = cloudsync_fake.counters
+    assert (counters["refreshes"], counters["refresh_attempts"]) == (1, 1)
+    assert cloudsync_fake.refreshes_by_user == {"usr_ada": 1}
+
+
+def test_presenting_a_rotated_refresh_token_again_revokes_the_whole_family(
+    http: requests.Session, url: str, cloudsync_fake: FakeCloudSync
+) -> None:
+    tokens = sign_in(http, url)
+    fresh = refresh(http, url, tokens["refresh_token"]).json()
+
+    assert_oauth_error(refresh(http, url, tokens["refresh_token"]), 400, dialect.INVALID_GRANT)
+
+    for access_token in (tokens["access_token"], fresh["access_token"]):
+        assert_invalid_token(call(http, url, dialect.ME_PATH, access_token))
+    assert_oauth_error(refresh(http, url, fresh["refresh_token"]), 400, dialect.INVALID_GRANT)
+    counters = cloudsync_fake.counters
+    assert (counters["refreshes"], counters["refresh_attempts"], counters["invalid_grants"]) == (1, 3, 2)
+
+
+def test_racing_refreshes_with_one_rotating_token_let_exactly_one_win(
+    http: requests.Session, url: str, cloudsync_fake: FakeCloudSync
+) -> None:
+    refresh_token = sign_in(http, url)["refresh_token"]
+    statuses: list[int] = []
+    barrier = threading.Barrier(6)
+
+    def racer() -> None:
+        with requests.Session() as session:
+            barrier.wait()
+            statuses.append(refresh(session, url, refresh_token).status_code)
+
+    threads = [threading.Thread(target=racer) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert sorted(statuses) == [200, 400, 400, 400, 400, 400]
+    assert cloudsync_fake.counters["refreshes"] == 1  # and the losers' reuse revoked the family
+
+
+def test_without_rotation_the_refresh_token_is_kept_and_reusable(
+    http: requests.Session, url: str, cloudsync_fake: FakeCloudSync
+) -> None:
+    cloudsync_fake.rotate_refresh_tokens = False
+    tokens = sign_in(http, url)
+
+    first = refresh(http, url, tokens["refresh_token"])
+    second = refresh(http, url, tokens["refresh_token"])
+
+    assert first.status_code == second.status_code == 200
+    assert "refresh_token" not in first.json()
+    assert first.json()["scope"] == tokens["scope"]
+
+
+def test_the_scope_can_be_left_out_of_a_refresh_response(
+    http: requests.Session, url: str, cloudsync_fake: FakeCloudSync
+) -> None:
+    cloudsync_fake.omit_scope_on_refresh = True
+    tokens = sign_in(http, url)
+
+    assert "scope" not in refresh(http, url, tokens["refresh_token"]).json()
+
+
+def test_expires_in_follows_the_token_lifetime_set_at_any_time(
+    http: requests.Session, url: str, cloudsync_fake: FakeCloudSync
+) -> None:
+    tokens = sign_in(http, url)
+    cloudsync_fake.token_lifetime = 2
+
+    assert refresh(http, url, tokens["refresh_token"]).json()["expires_in"] == 2
+
+
+# --------------------------------------------------------------------------- the API
+
+
+def test_an_expired_access_token_is_invalid_token(
+    http: requests.Session, url: str, cloudsync_fake: FakeCloudSync
+) -> None:
+    tokens = sign_in(http, url)
+    cloudsync_fake.expire_access_tokens()
+    assert_invalid_token(call(http, url, dialect.ME_PATH, tokens["access_token"]))
+
+    cloudsync_fake.token_lifetime = 0
+    born_expired = refresh(http, url, tokens["refresh_token"]).json()
+    assert_invalid_token(call(http, url, dialect.ME_PATH, born_expired["access_token"]))
+
+
+@pytest.mark.parametrize("token", [None, "at_test_unknown", ""])
+def test_a_missing_or_unknown_token_is_invalid_token(
+    http: requests.Session, url: str, token: str | None
+) -> None:
+    assert_invalid_token(call(http, url, dialect.ME_PATH, token))
+
+
+def test_a_token_in_the_query_string_is_not_accepted(http: requests.Session, url: str) -> None:
+    token = sign_in(http, url)["access_token"]
+
+    assert_invalid_token(http.get(url + dialect.ME_PATH, params={"access_token": token}))
+
+
+def test_a_token_of_another_scheme_is_not_accepted(http: requests.Session, url: str) -> None:
+    token = sign_in(http, url)["access_token"]
+
+    assert_invalid_token(http.get(url + dialect.ME_PATH, headers={"Authorization": f"Token {token}"}))
+
+
+def test_revoked_tokens_are_invalid_only_for_the_user_revoked(
+    http: requests.Session, url: str, cloudsync_fake: FakeCloudSync
+) -> None:
+    cloudsync_fake.add_user("usr_grace", None, "Grace Hopper")
+    ada = sign_in(http, url)
+    grace = exchange(http, url, decide(http, url, user="usr_grace")["code"]).json()
+
+    assert cloudsync_fake.revoke_tokens("usr_ada") == 1
+
+    assert_invalid_token(call(http, url, dialect.ME_PATH, ada["access_token"]))
+    assert_oauth_error(refresh(http, url, ada["refresh_token"]), 400, dialect.INVALID_GRANT)
+    assert call(http, url, dialect.ME_PATH, grace["access_token"]).status_code == 200
+
+
+def test_listing_workspaces_needs_workspaces_read(http: requests.Session, url: str) -> None:
+    token = sign_in(http, url, scope="files:read")["access_token"]
+
+    response = call(http, url, dialect.WORKSPACES_PATH, token)
+
+    assert response.status_code == 403
+    assert response.json() == {"error": dialect.INSUFFICIENT_SCOPE}
+    assert (
+        response.headers["WWW-Authenticate"] == 'Bearer error="insufficient_scope", scope="workspaces:read"'
+    )
+    assert call(http, url, dialect.ME_PATH, token).status_code == 200  # /v1/me needs no scope
+
+
+def test_creating_a_workspace_needs_workspaces_write_and_a_name(http: requests.Session, url: str) -> None:
+    reader = sign_in(http, url, scope="workspaces:read")["access_token"]
+    writer = sign_in(http, url, scope="workspaces:read workspaces:write")["access_token"]
+
+    refused = call(http, url, dialect.WORKSPACES_PATH, reader, "POST", json={"name": "Lab"})
+    assert refused.status_code == 403
+    assert 'scope="workspaces:write"' in refused.headers["WWW-Authenticate"]
+    for bad in ({}, {"name": ""}, {"name": 7}, ["Lab"]):
+        response = call(http, url, dialect.WORKSPACES_PATH, writer, "POST", json=bad)
+        assert (response.status_code, response.json()) == (400, {"error": dialect.INVALID_REQUEST})
+
+    created = call(http, url, dialect.WORKSPACES_PATH, writer, "POST", json={"name": "Lab"})
+
+    assert created.status_code == 201
+    assert created.json()["name"] == "Lab"
+    listed = call(http, url, dialect.WORKSPACES_PATH, reader).json()["data"]
+    assert created.json() in listed
+
+
+def test_an_unknown_api_path_is_not_found(
+    http: requests.Session, url: str, cloudsync_fake: FakeCloudSync
+) -> None:
+    token = sign_in(http, url)["access_token"]
+
+    response = call(http, url, "/v1/files", token)
+
+    assert (response.status_code, response.json()) == (404, {"error": "not_found"})
+    assert cloudsync_fake.api_calls_by_path == {"/v1/files": 1}
+
+
+# --------------------------------------------------------------------------- faults
+
+
+@pytest.mark.parametrize(
+    ("kind", "status", "content_type"),
+    [
+        ("server_error", 500, "application/json"),
+        ("bad_gateway", 502, "text/html; charset=utf-8"),
+        ("invalid_json", 200, "application/json"),
+        ("html", 200, "text/html; charset=utf-8"),
+        ("rate_limited", 429, "application/json"),
+    ],
+)
+@pytest.mark.parametrize("endpoint", ["token", "api", "me"])
+def test_each_fault_answers_once_then_service_resumes(
+    http: requests.Session,
+    url: str,
+    cloudsync_fake: FakeCloudSync,
+    endpoint: str,
+    kind: str,
+    status: int,
+    content_type: str,
+) -> None:
+    tokens = sign_in(http, url)
+    cloudsync_fake.fail_next(endpoint, kind)
+
+    def attempt() -> requests.Response:
+        if endpoint == "token":
+            return refresh(http, url, tokens["refresh_token"])
+        return call(http, url, dialect.ME_PATH, tokens["access_token"])
+
+    faulty = attempt()
+    assert (faulty.status_code, faulty.headers["Content-Type"]) == (status, content_type)
+    if kind == "invalid_json":
+        with pytest.raises(ValueError):  # noqa: PT011 - requests' JSONDecodeError is a ValueError
+            faulty.json()
+    if kind in ("server_error", "rate_limited"):
+        assert faulty.json() == {"error": kind}
+    assert attempt().status_code == 200
+    assert cloudsync_fake.counters["faults_injected"] == 1
+
+
+def test_rate_limited_sends_retry_after_when_given(
+    http: requests.Session, url: str, cloudsync_fake: FakeCloudSync
+) -> None:
+    cloudsync_fake.fail_next("api", "rate_limited", retry_after=7)
+    cloudsync_fake.fail_next("api", "rate_limited")
+
+    assert http.get(url + dialect.ME_PATH).headers["Retry-After"] == "7"
+    assert "Retry-After" not in http.get(url + dialect.ME_PATH).headers
+
+
+def test_a_timeout_fault_stalls_past_the_client_timeout_then_answers_504(
+    http: requests.Session, url: str, cloudsync_fake: FakeCloudSync
+) -> None:
+    cloudsync_fake.timeout_delay = 0.5
+    cloudsync_fake.fail_next("token", "timeout")
+    with pytest.raises(requests.exceptions.ReadTimeout):
+        http.post(url + dialect.TOKEN_PATH, json={"grant_type": "refresh_token"}, timeout=FAST)
+
+    cloudsync_fake.timeout_delay = 0.05
+    cloudsync_fake.fail_next("workspaces", "timeout")
+    started = time.monotonic()
+    response = http.get(url + dialect.WORKSPACES_PATH, timeout=2)
+    assert response.status_code == 504
+    assert time.monotonic() - started >= 0.05
+
+
+def test_an_invalid_grant_fault_leaves_the_refresh_token_alive(
+    http: requests.Session, url: str, cloudsync_fake: FakeCloudSync
+) -> None:
+    tokens = sign_in(http, url)
+    cloudsync_fake.fail_next("token", "invalid_grant")
+
+    assert_oauth_error(refresh(http, url, tokens["refresh_token"]), 400, dialect.INVALID_GRANT)
+    assert refresh(http, url, tokens["refresh_token"]).status_code == 200
+    counters = cloudsync_fake.counters
+    assert (counters["invalid_grants"], counters["refresh_attempts"], counters["refreshes"]) == (1, 2, 1)
+
+
+def test_faults_are_served_in_order_and_times_counts(
+    http: requests.Session, url: str, cloudsync_fake: FakeCloudSync
+) -> None:
+    cloudsync_fake.fail_next("api", "server_error", times=2)
+    cloudsync_fake.fail_next("api", "bad_gateway")
+
+    statuses = [http.get(url + dialect.ME_PATH).status_code for _ in range(4)]
+
+    assert statuses == [500, 500, 502, 401]
+
+
+def test_an_endpoint_specific_fault_only_hits_its_path(
+    http: requests.Session, url: str, cloudsync_fake: FakeCloudSync
+) -> None:
+    cloudsync_fake.fail_next("workspaces", "server_error")
+
+    assert http.get(url + dialect.ME_PATH).status_code == 401
+    assert http.get(url + dialect.WORKSPACES_PATH).status_code == 500
+
+
+def test_fail_always_lasts_until_cleared(
+    http: requests.Session, url: str, cloudsync_fake: FakeCloudSync
+) -> None:
+    cloudsync_fake.fail_always("api", "bad_gateway")
+    assert [http.get(url + dialect.ME_PATH).status_code for _ in range(3)] == [502, 502, 502]
+
+    cloudsync_fake.clear_faults()
+
+    assert http.get(url + dialect.ME_PATH).status_code == 401
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "kind", "times"),
+    [("oauth", "server_error", 1), ("token", "teapot", 1), ("me", "invalid_grant", 1), ("api", "html", 0)],
+)
+def test_a_fault_that_cannot_happen_is_refused(
+    cloudsync_fake: FakeCloudSync, endpoint: str, kind: str, times: int
+) -> None:
+    with pytest.raises(ValueError):  # noqa: PT011 - the message is not the contract
+        cloudsync_fake.fail_next(endpoint, kind, times=times)
+
+
+# --------------------------------------------------------------------------- the server
+
+
+def test_one_session_reuses_one_keep_alive_connection(
+    http: requests.Session, url: str, cloudsync_fake: FakeCloudSync
+) -> None:
+    tokens = sign_in(http, url)
+    for _ in range(5):
+        response = call(http, url, dialect.ME_PATH, tokens["access_token"])
+        assert response.raw.version == 11
+        assert int(response.headers["Content-Length"]) == len(response.content)
+    refresh(http, url, tokens["refresh_token"])
+    http.get(url + "/nowhere")
+
+    assert cloudsync_fake.counters["connections"] == 1
+
+
+def test_the_server_only_listens_on_loopback() -> None:
+    for host in ("0.0.0.0", "192.168.1.10", "example.com", "::"):  # noqa: S104 - the point of the test
+        with pytest.raises(ValueError, match="loopback"):
+            FakeCloudSyncServer(host=host)
+
+
+def test_stop_returns_at_once_with_idle_keep_alive_connections_open() -> None:
+    server = FakeCloudSyncServer().start()
+    session = requests.Session()
+    assert session.get(server.url + dialect.ME_PATH).status_code == 401  # the connection stays open
+
+    started = time.monotonic()
+    server.stop()
+
+    assert time.monotonic() - started < 1.0
+    with pytest.raises(requests.exceptions.ConnectionError):
+        session.get(server.url + dialect.ME_PATH, timeout=FAST)
+    session.close()
+    server.stop()  # idempotent
+
+
+def test_a_server_serves_the_fake_it_was_given_and_says_nothing(capfd: pytest.CaptureFixture[str]) -> None:
+    fake = FakeCloudSync(client_id="cid", client_secret="super-secret", token_lifetime=5)
+    with FakeCloudSyncServer(fake) as server, requests.Session() as http:
+        assert server.fake is fake
+        assert server.url.startswith("http://127.0.0.1:")
+        code = decide(http, server.url, client_id="cid")["code"]
+        body = {
+            "grant_type": "authorization_code",
+            "client_id": "cid",
+            "client_secret": "super-secret",
+            "code": code,
+            "redirect_uri": REDIRECT_URI,
+        }
+        tokens = http.post(server.url + dialect.TOKEN_PATH, json=body).json()
+        assert tokens["expires_in"] == 5
+        call(http, server.url, dialect.ME_PATH, tokens["access_token"])
+
+    out, err = capfd.readouterr()
+    assert out == err == ""
+    assert "super-secret" not in repr(fake)
+
+
+def test_the_fake_runs_as_its_own_process() -> None:
+    process = subprocess.Popen(
+        [sys.executable, "-m", "django_cloudsync.testing", "--port", "0", "--token-lifetime", "7"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        line = process.stdout.readline()
+        assert line.startswith("Fake CloudSync listening on http://127.0.0.1:")
+        base = line.split()[4]
+        assert requests.get(base + "/_fake/config", timeout=2).json()["token_lifetime"] == 7
+    finally:
+        process.terminate()
+        assert process.wait(timeout=5) == 0
+
+
+def test_the_standalone_fake_refuses_a_public_host() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "django_cloudsync.testing", "--host", "0.0.0.0", "--port", "0"],  # noqa: S104
+        capture_output=True,
+        text=True,
+        timeout=10,
+        check=False,
+    )
+
+    assert result.returncode == 2
+    assert "loopback" in result.stderr
+
+
+# --------------------------------------------------------------------------- mount()
+
+
+def run_wsgi(
+    app: Any, method: str, path: str, query: str = "", body: bytes = b"", content_type: str = ""
+) -> tuple[str, dict[str, str], bytes]:
+    environ: dict[str, Any] = {
+        "REQUEST_METHOD": method,
+        "PATH_INFO": path,
+        "QUERY_STRING": query,
+        "CONTENT_TYPE": content_type,
+        "CONTENT_LENGTH": str(len(body)),
+        "wsgi.input": io.BytesIO(body),
+    }
+    setup_testing_defaults(environ)
+    captured: dict[str, Any] = {}
+
+    def start_response(status: str, headers: list[tuple[str, str]], exc_info: Any = None) -> None:
+        captured["status"], captured["headers"] = status, dict(headers)
+
+    payload = b"".join(app(environ, start_response))
+    return captured["status"], captured["headers"], payload
+
+
+def django_stand_in(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [f"django:{environ['SCRIPT_NAME']}|{environ['PATH_INFO']}".encode()]
+
+
+def test_mount_sends_the_prefix_to_the_fake_and_the_rest_to_django() -> None:
+    fake = FakeCloudSync()
+    app = mount(django_stand_in, fake, prefix="/fake-cloudsync")
+
+    assert run_wsgi(app, "GET", "/accounts/login/")[2] == b"django:|/accounts/login/"
+    assert run_wsgi(app, "GET", "/fake-cloudsyncx/v1/me")[2] == b"django:|/fake-cloudsyncx/v1/me"
+    status, headers, _ = run_wsgi(app, "GET", "/fake-cloudsync/v1/me")
+    assert status == "401 Unauthorized"
+    assert headers["WWW-Authenticate"] == 'Bearer error="invalid_token"'
+
+
+def test_a_mounted_fake_runs_the_whole_flow_under_its_prefix() -> None:
+    fake = FakeCloudSync()
+    app = mount(django_stand_in, fake, prefix="/fake-cloudsync/")
+
+    status, _, page = run_wsgi(app, "GET", "/fake-cloudsync/oauth/authorize", urlencode(authorize_params()))
+    assert status == "200 OK"
+    form = ConsentPage(page.decode())
+    assert form.action == "/fake-cloudsync/oauth/authorize"
+    decision = urlencode({**form.hidden, "decision": "allow"}).encode()
+    status, headers, _ = run_wsgi(
+        app,
+        "POST",
+        "/fake-cloudsync/oauth/authorize",
+        body=decision,
+        content_type="application/x-www-form-urlencoded",
+    )
+    assert status == "302 Found"
+    code = parse_qs(urlsplit(headers["Location"]).query)["code"][0]
+    body = (
+        b'{"grant_type": "authorization_code", "client_id": "fake-client-id", "client_secret": '
+        b'"fake-client-secret", "code": "'
+        + code.encode()
+        + b'", "redirect_uri": "'
+        + REDIRECT_URI.encode()
+        + b'"}'
+    )
+    status, _, _ = run_wsgi(
+        app, "POST", "/fake-cloudsync/oauth/token", body=body, content_type="application/json"
+    )
+
+    assert status == "200 OK"
+    assert fake.counters["code_exchanges"] == 1
+
+
+# --------------------------------------------------------------------------- control endpoints
+
+
+def test_the_control_endpoints_steer_a_fake_in_another_process(
+    http: requests.Session, url: str, cloudsync_fake: FakeCloudSync
+) -> None:
+    cloudsync_fake.add_user("usr_grace", None, "Grace Hopper")
+    config = http.post(
+        url + "/_fake/config",
+        json={"token_lifetime": 2, "rotate_refresh_tokens": False, "current_user_id": "usr_grace"},
+    )
+    assert config.status_code == 200
+    assert (cloudsync_fake.token_lifetime, cloudsync_fake.rotate_refresh_tokens) == (2, False)
+    assert cloudsync_fake.current_user_id == "usr_grace"
+
+    tokens = sign_in(http, url)
+    assert tokens["expires_in"] == 2
+    assert http.post(url + "/_fake/expire").json() == {"expired": 1}
+    assert_invalid_token(call(http, url, dialect.ME_PATH, tokens["access_token"]))
+
+    assert http.post(url + "/_fake/faults", json={"endpoint": "token", "kind": "server_error", "times": 2}).ok
+    assert [refresh(http, url, tokens["refresh_token"]).status_code for _ in range(3)] == [500, 500, 200]
+
+    assert http.post(url + "/_fake/revoke", json={"user_id": "usr_grace"}).json() == {"revoked": 1}
+    assert_oauth_error(refresh(http, url, tokens["refresh_token"]), 400, dialect.INVALID_GRANT)
+
+    counters = http.get(url + "/_fake/counters").json()
+    assert counters["code_exchanges"] == 1
+    assert counters["refresh_attempts"] == 4
+    assert counters["refreshes_by_user"] == {"usr_grace": 1}
+
+    assert http.post(url + "/_fake/reset").json() == {"ok": True}
+    assert http.get(url + "/_fake/counters").json()["code_exchanges"] == 0
+
+
+def test_the_control_endpoints_reveal_no_secret(http: requests.Session, url: str) -> None:
+    sign_in(http, url)
+    bodies = [http.get(url + "/_fake/counters").text, http.get(url + "/_fake/config").text]
+
+    for body in bodies:
+        assert CLIENT_SECRET not in body
+        assert "at_test_" not in body
+        assert "rt_test_" not in body
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        {"token_lifetime": -1},
+        {"token_lifetime": "2"},
+        {"current_user_id": "usr_nobody"},
+        {"client_secret": "x"},
+    ],
+)
+def test_a_bad_control_request_changes_nothing(
+    http: requests.Session, url: str, cloudsync_fake: FakeCloudSync, payload: dict[str, Any]
+) -> None:
+    response = http.post(url + "/_fake/config", json={"rotate_refresh_tokens": False, **payload})
+
+    assert response.status_code == 400
+    assert cloudsync_fake.rotate_refresh_tokens is True
+    assert cloudsync_fake.client_secret == CLIENT_SECRET
+
+
+def test_a_bad_fault_request_is_refused(http: requests.Session, url: str) -> None:
+    response = http.post(url + "/_fake/faults", json={"endpoint": "token", "kind": "teapot"})
+
+    assert response.status_code == 400
+    assert http.delete(url + "/_fake/faults").json() == {"ok": True}
+
+
+# --------------------------------------------------------------------------- the fixtures
+
+
+def test_the_fixture_gives_each_test_a_clean_fake_part_one(cloudsync_fake: FakeCloudSync) -> None:
+    cloudsync_fake.token_lifetime = 1
+    cloudsync_fake.rotate_refresh_tokens = False
+    cloudsync_fake.timeout_delay = 0.1
+    cloudsync_fake.add_user("usr_left_behind")
+    cloudsync_fake.fail_always("api", "server_error")
+    cloudsync_fake.issue_tokens()
+
+
+def test_the_fixture_gives_each_test_a_clean_fake_part_two(
+    http: requests.Session, url: str, cloudsync_fake: FakeCloudSync
+) -> None:
+    assert (cloudsync_fake.token_lifetime, cloudsync_fake.rotate_refresh_tokens) == (3600, True)
+    assert cloudsync_fake.timeout_delay == 3.0
+    assert cloudsync_fake.users == [FakeUser("usr_ada", "ada@example.com", "Ada Lovelace")]
+    assert cloudsync_fake.counters["code_exchanges"] == 0
+    assert http.get(url + dialect.ME_PATH).status_code == 401  # no fault left behind
+
+
+def test_issue_tokens_skips_the_browser_for_tests_not_about_signing_in(
+    http: requests.Session, url: str, cloudsync_fake: FakeCloudSync
+) -> None:
+    tokens = cloudsync_fake.issue_tokens(scope="workspaces:read")
+
+    assert "refresh_token" not in tokens
+    assert call(http, url, dialect.WORKSPACES_PATH, tokens["access_token"]).status_code == 200
