@@ -89,7 +89,7 @@ class CloudSync:
     MAX_RETRY_AFTER: float = 30.0
     DEFAULT_BACKOFF: float = 0.2
 
-    @sensitive_variables("api_key", "access_token")
+    @sensitive_variables("api_key", "access_token", "secret", "credentials")
     def __init__(
         self,
         *,
@@ -161,6 +161,12 @@ class CloudSync:
             return dialect.environment_of(self._secret or "", dialect.ACCESS_TOKEN_PREFIXES)
         environment = getattr(self._token_source, "environment", None)
         return environment if environment in (dialect.LIVE, dialect.TEST) else None
+
+    @property
+    def scopes(self) -> list[str] | None:
+        """The scopes of the user's grant (for a ``token_source`` client that knows them), else ``None``."""
+        scopes = getattr(self._token_source, "scopes", None)
+        return list(scopes) if scopes is not None else None
 
     def __repr__(self) -> str:
         # Shown on Django's error pages for ``self``: kind, environment and host only.
@@ -235,37 +241,13 @@ class CloudSync:
             headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
             retry_after: float | None = None
             try:
-                try:
-                    response = http.send(
-                        method, url, headers=headers, json_body=json_body, params=params, timeout=timeout
-                    )
-                except errors.CloudSyncError as exc:
-                    logger.debug(
-                        "CloudSync API %s %s failed: %s (attempt %d)",
-                        method,
-                        path,
-                        type(exc).__name__,
-                        attempt,
-                    )
-                    # The frames below here (http.send, requests, urllib3) hold the headers in
-                    # their locals: error reports must not get to print them.
-                    _drop_tracebacks(exc)
-                    raise exc.with_traceback(None) from exc.__cause__
-                logger.debug(
-                    "CloudSync API %s %s -> %d (attempt %d)", method, path, response.status_code, attempt
-                )
-                if response.status_code == 401 and self._token_source is not None and not refreshed:
-                    # A 401 means the request was not executed, so repeating it is safe for any
-                    # method. Refresh once; a second 401 is final.
-                    logger.debug("CloudSync API %s %s: token rejected, refreshing it", method, path)
-                    rejected = token
-                    token = self._checked_token(self._token_source.refresh_after_rejection(rejected))
-                    refreshed = True
-                    continue
-                if 200 <= response.status_code < 300:
+                response = self._send(method, url, path, headers, params, json_body, timeout, attempt)
+                status = response.status_code
+                if 200 <= status < 300:
                     return _success_body(response)
-                retry_after = _retry_after(response)
-                raise _error_for(response, token, retry_after)
+                if status != 401 or self._token_source is None or refreshed:
+                    retry_after = _retry_after(response)
+                    raise _error_for(response, token, retry_after)
             except (errors.NetworkError, errors.RateLimited, errors.ServerError) as exc:
                 delay = self._retry_delay(attempt, retry_after) if retries_left > 0 else None
                 if delay is None:
@@ -276,6 +258,44 @@ class CloudSync:
                 logger.debug("CloudSync API %s %s: retrying in %.2fs", method, path, delay)
                 sleep = self._sleep_fn if self._sleep_fn is not None else _sleep
                 sleep(delay)
+                continue
+            # A 401 to a user's token: it expired or was revoked early. The request was not
+            # executed, so repeating it is safe for any method. Refresh once (outside the retry
+            # handling above: a failing refresh raises its own error); a second 401 is final.
+            logger.debug("CloudSync API %s %s: token rejected, refreshing it", method, path)
+            source = self._token_source
+            assert source is not None  # only a refreshable 401 gets here
+            rejected = token
+            token = self._checked_token(source.refresh_after_rejection(rejected))
+            refreshed = True
+
+    @sensitive_variables("headers")
+    def _send(
+        self,
+        method: str,
+        url: str,
+        path: str,
+        headers: dict[str, str],
+        params: Mapping[str, Any] | None,
+        json_body: Any,
+        timeout: tuple[float, float],
+        attempt: int,
+    ) -> requests.Response:
+        """One attempt through the pooled session, logged (method, path, outcome; never headers)."""
+        try:
+            response = http.send(
+                method, url, headers=headers, json_body=json_body, params=params, timeout=timeout
+            )
+        except errors.CloudSyncError as exc:
+            logger.debug(
+                "CloudSync API %s %s failed: %s (attempt %d)", method, path, type(exc).__name__, attempt
+            )
+            # The frames below here (http.send, requests, urllib3) hold the headers in their
+            # locals: error reports must not get to print them.
+            _drop_tracebacks(exc)
+            raise exc.with_traceback(None) from exc.__cause__
+        logger.debug("CloudSync API %s %s -> %d (attempt %d)", method, path, response.status_code, attempt)
+        return response
 
     def _retry_delay(self, attempt: int, retry_after: float | None) -> float | None:
         """Seconds to wait before retry number ``attempt``; ``None`` to give up now."""
@@ -320,13 +340,10 @@ class CloudSync:
         return url
 
 
-def app_client() -> CloudSync:
-    """A client authenticated with the site's own API key (``CLOUDSYNC_API_KEY``)."""
-    return _app_client()
-
-
 @sensitive_variables("key")
-def _app_client() -> CloudSync:
+def app_client() -> CloudSync:
+    """A client authenticated with the site's own API key (``CLOUDSYNC_API_KEY``, setting or
+    environment variable); :class:`~errors.ConfigurationError` if there is none."""
     key = conf.api_key()
     if not key:
         raise errors.ConfigurationError(

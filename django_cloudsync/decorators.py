@@ -39,7 +39,7 @@ def cloudsync_required(view: Any = None, *, scopes: Iterable[str] = ()) -> Any:
             user = request.user
             # Without CloudSyncMiddleware there is no request.user.cloudsync: look it up here.
             client = user.cloudsync if isinstance(user, UserWithCloudSync) else client_for(user)
-            granted = client.scopes if client is not None else []
+            granted = (client.scopes or []) if client is not None else []
             missing = [scope for scope in required if scope not in granted]
             if client is None or missing:
                 return redirect_to_consent(request, missing)

@@ -80,9 +80,9 @@ def send(
             stream=True,
         )
     except requests.Timeout as exc:
-        raise errors.Timeout() from _without_request(exc)
+        raise errors.Timeout(_describe(errors.Timeout, exc)) from None
     except requests.RequestException as exc:
-        raise errors.NetworkError() from _without_request(exc)
+        raise errors.NetworkError(_describe(errors.NetworkError, exc)) from None
     try:
         body = bytearray()
         for chunk in response.iter_content(chunk_size=64 * 1024):
@@ -94,9 +94,9 @@ def send(
                 )
         response._content = bytes(body)
     except requests.Timeout as exc:
-        raise errors.Timeout() from _without_request(exc)
+        raise errors.Timeout(_describe(errors.Timeout, exc)) from None
     except requests.RequestException as exc:
-        raise errors.NetworkError() from _without_request(exc)
+        raise errors.NetworkError(_describe(errors.NetworkError, exc)) from None
     finally:
         response.close()
     return response
@@ -113,9 +113,8 @@ def parse_json(response: requests.Response) -> Any:
         raise errors.InvalidResponse("CloudSync sent invalid JSON", status=response.status_code) from None
 
 
-def _without_request(exc: requests.RequestException) -> requests.RequestException:
-    # A chained requests exception keeps the PreparedRequest, and with it the Authorization
-    # header, reachable from our error (``exc.__cause__.request.headers``). Drop it.
-    exc.request = None
-    exc.response = None
-    return exc
+def _describe(kind: type[errors.CloudSyncError], exc: requests.RequestException) -> str:
+    # Not chained (``from None``): the frames of requests, urllib3 and http.client below a
+    # network error hold the raw request, Authorization header and JSON body included, in their
+    # local variables, and Django's error reports print those. Name the failure instead.
+    return f"{kind.default_message} ({type(exc).__name__})"

@@ -18,7 +18,9 @@ def fake(cloudsync_settings: Any) -> Any:
 def on_postgres(request: pytest.FixtureRequest, settings: Any) -> Iterator[str]:
     """Route every model to the ``postgres`` alias for this test (skips without PostgreSQL)."""
     if "postgres" not in settings.DATABASES:
-        pytest.skip("PostgreSQL tests need CLOUDSYNC_TEST_POSTGRES_URL (e.g. postgres://postgres@127.0.0.1:5432/test)")
+        pytest.skip(
+            "PostgreSQL tests need CLOUDSYNC_TEST_POSTGRES_URL (e.g. postgres://postgres@127.0.0.1:5432/test)"
+        )
     routers.selected_alias = "postgres"
     try:
         yield "postgres"

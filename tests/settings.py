@@ -7,12 +7,13 @@ SQLite by default. ``CLOUDSYNC_TEST_POSTGRES_URL`` (``postgres://user@host:port/
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 from urllib.parse import urlsplit
 
 BASE_DIR = Path(__file__).resolve().parent
 
-SECRET_KEY = "tests-only-not-secret"  # noqa: S105
+SECRET_KEY = "tests-only-not-secret"
 DEBUG = False
 ALLOWED_HOSTS = ["testserver", "localhost", "127.0.0.1"]
 USE_TZ = True
@@ -62,12 +63,12 @@ TEMPLATES = [
 ]
 
 # A file, not :memory:, so that tests can read the raw database for plaintext tokens and
-# worker processes can share it.
+# worker processes can share it; one per test run, so that parallel runs do not collide.
 DATABASES = {
     "default": {
         "ENGINE": "django.db.backends.sqlite3",
-        "NAME": str(BASE_DIR / "test-db.sqlite3"),
-        "TEST": {"NAME": str(BASE_DIR / "test-db.sqlite3")},
+        "NAME": os.path.join(tempfile.gettempdir(), "django-cloudsync-tests.sqlite3"),
+        "TEST": {"NAME": os.path.join(tempfile.gettempdir(), f"django-cloudsync-test-{os.getpid()}.sqlite3")},
         "OPTIONS": {"timeout": 30},
     },
 }

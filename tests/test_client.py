@@ -66,6 +66,8 @@ class MemoryTokenSource:
         body = response.json()
         if response.status_code == 400 and body.get("error") == dialect.INVALID_GRANT:
             raise errors.ReauthorizationRequired(status=400, error=dialect.INVALID_GRANT)
+        if response.status_code >= 500:
+            raise errors.ServerError(status=response.status_code)
         response.raise_for_status()
         self.access_token = body["access_token"]
         self.refresh_token = body.get("refresh_token", self.refresh_token)
@@ -557,6 +559,19 @@ def test_dead_grant_asks_for_reauthorization(fake: FakeCloudSync, source: Memory
     with pytest.raises(errors.ReauthorizationRequired):
         CloudSync(token_source=source).me()
     assert (fake.counters["refresh_attempts"], fake.counters["api_calls"]) == (1, 1)
+
+
+def test_failing_refresh_is_raised_as_is(
+    fake: FakeCloudSync, source: MemoryTokenSource, sleeps: Sleeps
+) -> None:
+    # The token endpoint's fault is not the API call's: it is neither retried as one nor
+    # turned into a NotAuthenticated.
+    fake.expire_access_tokens()
+    fake.fail_next("token", "server_error")
+    with pytest.raises(errors.ServerError):
+        CloudSync(token_source=source, sleep=sleeps).me()
+    assert (fake.counters["refresh_attempts"], fake.counters["api_calls"]) == (1, 1)
+    assert sleeps == []
 
 
 def test_static_credentials_do_not_refresh(fake: FakeCloudSync, client: CloudSync) -> None:

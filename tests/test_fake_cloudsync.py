@@ -894,6 +894,7 @@ def run_wsgi(
 ) -> tuple[str, dict[str, str], bytes]:
     environ: dict[str, Any] = {
         "REQUEST_METHOD": method,
+        "SCRIPT_NAME": "",
         "PATH_INFO": path,
         "QUERY_STRING": query,
         "CONTENT_TYPE": content_type,

@@ -192,7 +192,9 @@ def test_disconnecting_the_account_deletes_its_tokens(client: Any, fake: Any) ->
     assert not CloudSyncToken.objects.exists()
 
 
-def test_pending_signup_keeps_only_a_sealed_token_in_the_session(client: Any, fake: Any, settings: Any) -> None:
+def test_pending_signup_keeps_only_a_sealed_token_in_the_session(
+    client: Any, fake: Any, settings: Any
+) -> None:
     settings.SOCIALACCOUNT_AUTO_SIGNUP = False
 
     response = sign_in(client)
@@ -201,7 +203,8 @@ def test_pending_signup_keeps_only_a_sealed_token_in_the_session(client: Any, fa
     assert response["Location"] == "/accounts/3rdparty/signup/"
     assert not CloudSyncToken.objects.exists()
     pending = str(Session.objects.get().get_decoded())
-    assert "at_test_" not in pending and "rt_test_" not in pending
+    assert "at_test_" not in pending
+    assert "rt_test_" not in pending
 
     response = client.post("/accounts/3rdparty/signup/", {"email": "ada@example.com", "username": "ada"})
 
@@ -261,7 +264,9 @@ def test_missing_or_wrong_state_is_refused_before_the_code_is_used(
     assert nothing_persisted()
 
 
-def test_state_from_another_browser_session_is_refused(client: Any, fake: Any, django_user_model: Any) -> None:
+def test_state_from_another_browser_session_is_refused(
+    client: Any, fake: Any, django_user_model: Any
+) -> None:
     from django.test import Client
 
     callback = consent(start(client))  # the victim's flow...
@@ -306,8 +311,12 @@ def test_callback_from_another_issuer_is_refused(client: Any, fake: Any) -> None
     assert nothing_persisted()
 
 
-@pytest.mark.parametrize("fault", ["server_error", "bad_gateway", "invalid_json", "html", "timeout", "invalid_grant"])
-def test_token_endpoint_failures_show_the_failure_page(client: Any, fake: Any, fault: str, settings: Any) -> None:
+@pytest.mark.parametrize(
+    "fault", ["server_error", "bad_gateway", "invalid_json", "html", "timeout", "invalid_grant"]
+)
+def test_token_endpoint_failures_show_the_failure_page(
+    client: Any, fake: Any, fault: str, settings: Any
+) -> None:
     settings.CLOUDSYNC_TIMEOUT = 0.3
     fake.timeout_delay = 0.6
     callback = consent(start(client))
@@ -332,9 +341,10 @@ def test_profile_failures_show_the_failure_page(client: Any, fake: Any, fault: s
 
 
 def test_profile_without_an_id_is_refused(client: Any, fake: Any) -> None:
-    fake.add_user("", "anon@example.com", "No Id")
+    callback = consent(start(client))
+    fake.fail_next("me", "malformed_profile")
 
-    response = sign_in(client, user_id="")
+    response = client.get(callback)
 
     assert_failure_page(response)
     assert nothing_persisted()

@@ -52,6 +52,7 @@ FAULT_KINDS: Final = (
     "html",
     "rate_limited",
     "invalid_grant",
+    "malformed_profile",
 )
 DEFAULT_TIMEOUT_DELAY: Final = 3.0
 #: Authorization codes live this long (seconds), as RFC 6749 §4.1.2 recommends at most 10 minutes.
@@ -694,6 +695,9 @@ class FakeCloudSync:
             return _api_error(429, _RATE_LIMITED, headers)
         if fault.kind == dialect.INVALID_GRANT:
             return _oauth_error(400, dialect.INVALID_GRANT, "The grant is invalid (injected fault).")
+        if fault.kind == "malformed_profile":
+            # Well-formed JSON that breaks the documented shape: no `id`, a name of the wrong type.
+            return _json_response(200, {"email": "someone@example.com", "name": ["not", "a", "string"]})
         return _api_error(500, _SERVER_ERROR)
 
     # ------------------------------------------------------------------ WSGI

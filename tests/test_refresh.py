@@ -1,0 +1,264 @@
+"""Refreshing a stored token: once per expiry, keeping what the answer leaves out, losing nothing."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from django.db import connections, transaction
+from django.utils import timezone
+
+from django_cloudsync import errors, signals, tokens
+from django_cloudsync.models import CloudSyncToken
+from django_cloudsync.testing.flow import sign_in
+
+pytestmark = pytest.mark.django_db(transaction=True, databases="__all__")
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def signed_in_token(client: Any) -> CloudSyncToken:
+    response = sign_in(client)
+    assert response.status_code == 302
+    return CloudSyncToken.objects.get()
+
+
+def expire(token: CloudSyncToken) -> CloudSyncToken:
+    CloudSyncToken.objects.filter(pk=token.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
+    return CloudSyncToken.objects.get(pk=token.pk)
+
+
+def test_a_fresh_token_is_used_as_it_is(client: Any, fake: Any) -> None:
+    token = signed_in_token(client)
+
+    assert tokens.refresh_if_expired(token) is token
+    assert fake.counters["refresh_attempts"] == 0
+
+
+def test_a_short_lived_token_just_received_is_not_refreshed(client: Any, fake: Any, settings: Any) -> None:
+    settings.CLOUDSYNC_REFRESH_LEEWAY = 60
+    fake.token_lifetime = 4
+    token = signed_in_token(client)
+
+    assert not token.is_expiring()  # the leeway is capped at half the lifetime: 2 s
+    assert token.is_expiring(now=token.expires_at - timedelta(seconds=1.5))
+
+
+def test_an_expiring_token_is_refreshed_and_stored_encrypted_in_the_same_row(client: Any, fake: Any) -> None:
+    token = expire(signed_in_token(client))
+    old_access, old_refresh = token.access_token(), token.refresh_token()
+    sent: list[dict[str, Any]] = []
+    signals.token_refreshed.connect(lambda **kw: sent.append(kw), weak=False, dispatch_uid="t1")
+    try:
+        refreshed = tokens.refresh_if_expired(token)
+    finally:
+        signals.token_refreshed.disconnect(dispatch_uid="t1")
+
+    assert fake.counters["refreshes"] == 1
+    assert fake.last_token_request["grant_type"] == "refresh_token"
+    assert fake.last_token_request["client_id"] == fake.client_id
+    stored = CloudSyncToken.objects.get()
+    assert stored.pk == token.pk
+    assert stored.version == token.version + 1
+    assert stored.access_token() == refreshed.access_token() != old_access
+    assert stored.refresh_token() != old_refresh  # the fake rotates refresh tokens
+    assert old_access not in stored.access_token_ciphertext
+    assert not stored.is_expiring()
+    assert stored.refreshed_at is not None
+    assert [kw["token"].pk for kw in sent] == [token.pk]
+
+
+def test_a_refresh_without_refresh_token_or_scope_keeps_the_old_ones(client: Any, fake: Any) -> None:
+    token = expire(signed_in_token(client))
+    fake.rotate_refresh_tokens = False
+    fake.omit_scope_on_refresh = True
+
+    refreshed = tokens.refresh_if_expired(token)
+
+    assert refreshed.refresh_token() == token.refresh_token()
+    assert refreshed.scope == token.scope
+
+
+@pytest.mark.parametrize(
+    ("fault", "error"),
+    [
+        ("server_error", errors.ServerError),
+        ("bad_gateway", errors.ServerError),
+        ("timeout", errors.Timeout),
+        ("invalid_json", errors.InvalidResponse),
+        ("html", errors.InvalidResponse),
+    ],
+)
+def test_a_failed_refresh_keeps_the_stored_tokens(
+    client: Any, fake: Any, settings: Any, fault: str, error: type[Exception]
+) -> None:
+    settings.CLOUDSYNC_TIMEOUT = 0.3
+    fake.timeout_delay = 0.6
+    token = expire(signed_in_token(client))
+    fake.fail_next("token", fault)
+
+    with pytest.raises(error) as raised:
+        tokens.refresh_if_expired(token)
+
+    assert raised.value.retryable
+    stored = CloudSyncToken.objects.get()
+    assert (stored.access_token_ciphertext, stored.refresh_token_ciphertext, stored.version) == (
+        token.access_token_ciphertext,
+        token.refresh_token_ciphertext,
+        token.version,
+    )
+    assert tokens.refresh_if_expired(stored).version == token.version + 1  # and it works next time
+
+
+def test_invalid_grant_forgets_the_tokens_and_asks_for_reauthorization(client: Any, fake: Any) -> None:
+    token = expire(signed_in_token(client))
+    fake.revoke_tokens()
+    sent: list[dict[str, Any]] = []
+    signals.reauthorization_required.connect(lambda **kw: sent.append(kw), weak=False, dispatch_uid="t2")
+    try:
+        with pytest.raises(errors.ReauthorizationRequired) as raised:
+            tokens.refresh_if_expired(token)
+    finally:
+        signals.reauthorization_required.disconnect(dispatch_uid="t2")
+
+    assert not CloudSyncToken.objects.exists()
+    assert raised.value.scopes == ["workspaces:read", "offline_access"]
+    assert [(kw["account_id"], kw["user"]) for kw in sent] == [("usr_ada", token.user)]
+
+
+def test_a_rejected_token_is_refreshed_once_even_if_not_expired(client: Any, fake: Any) -> None:
+    token = signed_in_token(client)
+
+    first = tokens.refresh_after_rejection(token)
+    second = tokens.refresh_after_rejection(token)  # a second worker saw the same rejection
+
+    assert fake.counters["refreshes"] == 1
+    assert second.version == first.version == token.version + 1
+
+
+def test_refresh_inside_the_callers_transaction_survives_its_rollback(client: Any, fake: Any) -> None:
+    token = expire(signed_in_token(client))
+
+    class ViewFailed(Exception):
+        pass
+
+    def view() -> CloudSyncToken:
+        with transaction.atomic():  # as under ATOMIC_REQUESTS
+            refreshed = tokens.refresh_if_expired(token)
+            view.refreshed = refreshed  # type: ignore[attr-defined]
+            raise ViewFailed
+
+    with pytest.raises(ViewFailed):
+        view()
+    refreshed = view.refreshed  # type: ignore[attr-defined]
+
+    stored = CloudSyncToken.objects.get()
+    assert stored.version == token.version + 1
+    assert stored.access_token() == refreshed.access_token()
+
+
+# Exactly one refresh per expiry, however many ask at once.
+
+
+def test_many_threads_refresh_once(client: Any, fake: Any) -> None:
+    token = expire(signed_in_token(client))
+    results: list[str] = []
+    failures: list[BaseException] = []
+    start = threading.Barrier(16)
+
+    def use() -> None:
+        try:
+            row = CloudSyncToken.objects.get(pk=token.pk)
+            start.wait(timeout=10)
+            results.append(tokens.refresh_if_expired(row).access_token())
+        except BaseException as exc:
+            failures.append(exc)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=use) for _ in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+
+    assert failures == []
+    assert fake.counters["refreshes"] == 1
+    assert fake.counters["invalid_grants"] == 0
+    assert len(results) == 16
+    assert len(set(results)) == 1
+
+
+def run_workers(
+    token: CloudSyncToken, server_url: str, alias: str, processes: int, threads: int, tmp: Path
+) -> Any:
+    from django.conf import settings
+
+    config = {
+        "database": {**connections[alias].settings_dict},
+        "providers": settings.SOCIALACCOUNT_PROVIDERS,
+        "token_id": str(token.pk),
+        "threads": threads,
+        "start_at": time.time() + 3,
+    }
+    config["database"].pop("TEST", None)
+    path = tmp / "worker.json"
+    path.write_text(json.dumps(config, default=str))
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    workers = [
+        subprocess.Popen(
+            [sys.executable, "-m", "tests.refresh_worker", str(path)],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(processes)
+    ]
+    outputs = []
+    for worker in workers:
+        out, err = worker.communicate(timeout=90)
+        assert worker.returncode == 0, err
+        outputs.append(json.loads(out.strip().splitlines()[-1]))
+    return outputs
+
+
+def assert_one_refresh(outputs: Any, fake: Any, expected: int) -> None:
+    seen = [access for output in outputs for access in output["tokens"]]
+    errors_seen = [error for output in outputs for error in output["errors"]]
+    assert errors_seen == [], errors_seen[0]
+    assert len(seen) == expected
+    assert len(set(seen)) == 1
+    assert fake.counters["refreshes"] == 1
+    assert fake.counters["invalid_grants"] == 0
+
+
+def test_many_processes_refresh_once_on_sqlite(
+    client: Any, fake: Any, cloudsync_server: Any, tmp_path: Path
+) -> None:
+    token = expire(signed_in_token(client))
+
+    outputs = run_workers(token, cloudsync_server.url, "default", processes=4, threads=8, tmp=tmp_path)
+
+    assert_one_refresh(outputs, fake, expected=32)
+
+
+@pytest.mark.postgres
+def test_many_processes_and_threads_refresh_once_on_postgresql(
+    on_postgres: str, client: Any, fake: Any, cloudsync_server: Any, tmp_path: Path
+) -> None:
+    token = expire(signed_in_token(client))
+    assert connections[on_postgres].vendor == "postgresql"
+
+    outputs = run_workers(token, cloudsync_server.url, on_postgres, processes=4, threads=8, tmp=tmp_path)
+
+    assert_one_refresh(outputs, fake, expected=32)
