@@ -46,9 +46,9 @@ _sleep: Callable[[float], None] = time.sleep
 #: Methods that may be sent twice without changing the outcome (RFC 9110 §9.2.2).
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
 
-#: RFC 6750 §2.1 ``b64token``: anything else cannot be sent in a header safely (and requests'
-#: own complaint about a bad header value would quote the value, i.e. the secret).
-_B64TOKEN = re.compile(r"[A-Za-z0-9\-._~+/]+=*")
+#: Anything but a ``b64token`` cannot be sent in a header safely (and requests' own complaint
+#: about a bad header value would quote the value, i.e. the secret).
+_B64TOKEN = dialect.TOKEN_PATTERN
 #: An error code we are willing to carry around and show: short, plain ASCII.
 _ERROR_CODE = re.compile(r"[A-Za-z0-9_.:\-]{1,64}")
 #: One ``name=value`` or ``name="quoted value"`` pair of a ``WWW-Authenticate`` challenge.

@@ -8,6 +8,7 @@ The provider, the API client and the fake CloudSync all read these names; none h
 
 from __future__ import annotations
 
+import re
 from typing import Final, Literal
 
 DEFAULT_AUTH_URL: Final = "https://auth.cloudsync.io"
@@ -37,6 +38,10 @@ TEST: Final = "test"
 ACCESS_TOKEN_PREFIXES: Final = {"at_live_": LIVE, "at_test_": TEST}
 REFRESH_TOKEN_PREFIXES: Final = {"rt_live_": LIVE, "rt_test_": TEST}
 API_KEY_PREFIXES: Final = {"sk_live_": LIVE, "sk_test_": TEST}
+
+#: What a token or key may look like: RFC 6750 §2.1 ``b64token``, at most 4 KiB. It travels in an
+#: HTTP header, so anything else (a newline, a space) is refused before it is stored or sent.
+TOKEN_PATTERN: Final = re.compile(r"[A-Za-z0-9\-._~+/]{1,4096}=*")
 
 # RFC 6749 §5.2 error codes at the token endpoint, and the API's own error codes.
 INVALID_GRANT: Final = "invalid_grant"
