@@ -529,6 +529,23 @@ def test_presenting_a_rotated_refresh_token_again_revokes_the_whole_family(
     assert (counters["refreshes"], counters["refresh_attempts"], counters["invalid_grants"]) == (1, 3, 2)
 
 
+def test_a_refresh_before_half_the_token_lifetime_counts_as_early(
+    http: requests.Session, url: str, cloudsync_fake: FakeCloudSync, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = [1000.0]
+    monkeypatch.setattr(cloudsync_fake, "_clock", lambda: clock[0])
+    cloudsync_fake.token_lifetime = 10
+    tokens = sign_in(http, url)
+
+    clock[0] += 4.9  # less than half of 10 s: a refresh nobody needed yet
+    early = refresh(http, url, tokens["refresh_token"]).json()
+    clock[0] += 5.0  # half the lifetime of the token just issued
+    refresh(http, url, early["refresh_token"])
+
+    counters = cloudsync_fake.counters
+    assert (counters["refreshes"], counters["early_refreshes"]) == (2, 1)
+
+
 def test_racing_refreshes_with_one_rotating_token_let_exactly_one_win(
     http: requests.Session, url: str, cloudsync_fake: FakeCloudSync
 ) -> None:
@@ -994,6 +1011,17 @@ def test_the_control_endpoints_steer_a_fake_in_another_process(
 
     assert http.post(url + "/_fake/reset").json() == {"ok": True}
     assert http.get(url + "/_fake/counters").json()["code_exchanges"] == 0
+
+
+def test_users_can_be_added_through_the_control_endpoint(
+    http: requests.Session, url: str, cloudsync_fake: FakeCloudSync
+) -> None:
+    added = http.post(url + "/_fake/users", json={"id": "usr_soak_1", "email": None, "name": "Soak One"})
+    refused = http.post(url + "/_fake/users", json={"id": 42})
+
+    assert added.json() == {"id": "usr_soak_1"}
+    assert "usr_soak_1" in [user.id for user in cloudsync_fake.users]
+    assert_oauth_error(refused, 400, dialect.INVALID_REQUEST)
 
 
 def test_the_control_endpoints_reveal_no_secret(http: requests.Session, url: str) -> None:

@@ -92,6 +92,7 @@ _COUNTER_NAMES: Final = (
     "authorize",
     "code_exchanges",
     "refreshes",
+    "early_refreshes",
     "refresh_attempts",
     "invalid_grants",
     "token_requests",
@@ -164,6 +165,10 @@ class _Grant:
     user_id: str
     scopes: tuple[str, ...]
     revoked: bool = False
+    #: When the newest access token of this grant was issued, and for how long: a refresh before
+    #: half of that lifetime has passed is "early" (a client refreshing twice per expiry).
+    newest_issued_at: float = 0.0
+    newest_lifetime: float = 0.0
 
 
 @dataclass
@@ -567,9 +572,11 @@ class FakeCloudSync:
     def counters(self) -> dict[str, Any]:
         """A snapshot of the counters, with ``refreshes_by_user`` and ``api_calls_by_path`` dicts.
 
-        ``code_exchanges`` and ``refreshes`` count successes; ``refresh_attempts`` every refresh
-        request; ``invalid_grants`` every ``invalid_grant`` answer; ``connections`` the TCP
-        connections a :class:`FakeCloudSyncServer` accepted.
+        ``code_exchanges`` and ``refreshes`` count successes; ``early_refreshes`` the refreshes
+        of a grant whose newest access token had not lived half its lifetime (a client that
+        refreshes twice per expiry shows here); ``refresh_attempts`` every refresh request;
+        ``invalid_grants`` every ``invalid_grant`` answer; ``connections`` the TCP connections a
+        :class:`FakeCloudSyncServer` accepted.
         """
         with self._lock:
             return {
@@ -934,6 +941,8 @@ class FakeCloudSync:
             if narrowed is None or not set(narrowed) <= set(scopes):
                 return _oauth_error(400, _INVALID_SCOPE, "A refresh may only narrow the granted scope.")
             scopes = narrowed
+        if now - grant.newest_issued_at < grant.newest_lifetime / 2:
+            self._counters["early_refreshes"] += 1
         rotate = bool(self.rotate_refresh_tokens)
         record.rotated = rotate
         payload = self._issue_tokens_locked(
@@ -964,6 +973,8 @@ class FakeCloudSync:
         lifetime = self.token_lifetime
         access_token = _ACCESS_PREFIX + secrets.token_urlsafe(32)
         self._access_tokens[access_token] = _AccessToken(grant_id, scopes, now + lifetime)
+        grant = self._grants[grant_id]
+        grant.newest_issued_at, grant.newest_lifetime = now, lifetime
         payload: dict[str, Any] = {
             "access_token": access_token,
             "token_type": "Bearer",
@@ -1090,6 +1101,7 @@ class FakeCloudSync:
             ("DELETE", "faults"): lambda body: self.clear_faults(),
             ("POST", "expire"): lambda body: {"expired": self.expire_access_tokens()},
             ("POST", "revoke"): self._control_revoke,
+            ("POST", "users"): self._control_add_user,
         }
         handler = handlers.get((request.method, action))
         if handler is None:
@@ -1124,6 +1136,17 @@ class FakeCloudSync:
         for name, value in body.items():
             setattr(self, name, value)
         return self.config
+
+    def _control_add_user(self, body: dict[str, Any]) -> dict[str, Any]:
+        user_id, email, name = body.get("id"), body.get("email"), body.get("name")
+        if not isinstance(user_id, str) or not user_id:
+            raise ValueError("id must be a non-empty string")
+        if email is not None and not isinstance(email, str):
+            raise ValueError("email must be a string or null")
+        if name is not None and not isinstance(name, str):
+            raise ValueError("name must be a string or null")
+        self.add_user(user_id, email, name)
+        return {"id": user_id}
 
     def _control_reset(self, body: dict[str, Any]) -> None:
         self.reset()
