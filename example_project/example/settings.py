@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from urllib.parse import urlsplit
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
@@ -69,6 +70,17 @@ DATABASES = {
         "OPTIONS": {"timeout": 20},
     }
 }
+# The soak test runs the example on PostgreSQL: postgres://user@host:port/name
+if _postgres_url := os.environ.get("EXAMPLE_POSTGRES_URL"):
+    _url = urlsplit(_postgres_url)
+    DATABASES["default"] = {
+        "ENGINE": "django.db.backends.postgresql",
+        "NAME": _url.path.lstrip("/"),
+        "USER": _url.username or "postgres",
+        "PASSWORD": _url.password or "",
+        "HOST": _url.hostname or "127.0.0.1",
+        "PORT": str(_url.port or 5432),
+    }
 
 AUTHENTICATION_BACKENDS = [
     "django.contrib.auth.backends.ModelBackend",
@@ -107,6 +119,8 @@ SOCIALACCOUNT_PROVIDERS = {
 CLOUDSYNC_ENCRYPTION_KEYS = [
     os.environ.get("CLOUDSYNC_ENCRYPTION_KEY", "ZXhhbXBsZS1wcm9qZWN0LW9ubHktbm90LXNlY3JldCE="),
 ]
+
+CLOUDSYNC_TIMEOUT = float(os.environ.get("CLOUDSYNC_TIMEOUT", "10"))
 
 LOGGING = {
     "version": 1,

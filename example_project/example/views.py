@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.contrib import messages
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_http_methods
 
@@ -41,6 +41,21 @@ def home(request: HttpRequest) -> HttpResponse:
             context["error"] = friendly_message(exc)
         context["token"] = request.user.cloudsync_tokens.order_by("-updated_at").first()
     return render(request, "example/home.html", context)
+
+
+def workspaces_json(request: HttpRequest) -> JsonResponse:
+    """The same data for scripts (the soak test reads it): errors by kind, never a 500."""
+    client = request.user.cloudsync
+    if client is None:
+        return JsonResponse({"error": "not_connected"}, status=403)
+    try:
+        workspaces = client.workspaces()
+    except errors.ReauthorizationRequired:
+        raise  # the middleware sends the user through CloudSync's consent
+    except errors.CloudSyncError as exc:
+        status = 503 if exc.retryable else 502
+        return JsonResponse({"error": type(exc).__name__, "message": friendly_message(exc)}, status=status)
+    return JsonResponse({"workspaces": [workspace.get("id") for workspace in workspaces]})
 
 
 @require_http_methods(["GET", "POST"])
