@@ -170,7 +170,7 @@ def _refresh(
         row.save()
         return row, "refreshed"
 
-    with _local_lock(token.pk):
+    with _local_lock(token.account_id):
         try:
             row, outcome = _in_own_transaction(locked)
         except errors.CloudSyncError as exc:

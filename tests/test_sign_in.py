@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -128,6 +129,24 @@ def test_no_plaintext_token_outside_our_table(client: Any, fake: Any) -> None:
         assert secret not in token.access_token_ciphertext + token.refresh_token_ciphertext
         for session in Session.objects.all():
             assert secret not in str(session.get_decoded())
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_raw_database_file_holds_no_plaintext_token(client: Any, fake: Any) -> None:
+    from django.db import connection
+
+    sign_in(client, next="/workspaces/")
+    sign_in(client, process="connect", scope="workspaces:write")  # a re-authorization too
+    token = CloudSyncToken.objects.get()
+    secrets = [token.access_token(), token.refresh_token(), fake.client_secret]
+    connection.close()  # everything is committed and on disk
+
+    database = Path(connection.settings_dict["NAME"])
+    raw = b"".join(path.read_bytes() for path in database.parent.glob(database.name + "*"))
+    assert len(raw) > 0
+    for secret in secrets:
+        assert secret.encode() not in raw
+    assert token.account_id.encode() in raw  # the file is the one the site wrote to
 
 
 def test_returning_user_is_matched_on_the_account_id_and_the_row_updated(client: Any, fake: Any) -> None:
