@@ -6,44 +6,71 @@ import functools
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar, overload
 
+from django.conf import settings
 from django.contrib.auth.views import redirect_to_login
 from django.http import HttpRequest, HttpResponse
+from django.shortcuts import resolve_url
 
-from .middleware import UserWithCloudSync
-from .redirects import redirect_to_consent
-from .sources import client_for
+from .errors import ReauthorizationRequired
+from .middleware import attach, protect_error_reports
+from .redirects import current_path, redirect_to_consent, redirect_to_reauthorize
 
 View = TypeVar("View", bound=Callable[..., HttpResponse])
+
+
+def _scope_list(scopes: str | Iterable[str]) -> list[str]:
+    # A single string is a scope string ("a b" or "a,b"), not an iterable of characters.
+    if isinstance(scopes, str):
+        scopes = scopes.replace(",", " ").split()
+    required = list(dict.fromkeys(scopes))
+    # One name each: a space or a comma inside one would be read as two scopes on the way.
+    if not all(
+        isinstance(scope, str) and scope.split() == [scope] and "," not in scope for scope in required
+    ):
+        raise TypeError("scopes must be scope names, e.g. scopes=['workspaces:write']")
+    return required
 
 
 @overload
 def cloudsync_required(view: View) -> View: ...
 @overload
-def cloudsync_required(*, scopes: Iterable[str] = ()) -> Callable[[View], View]: ...
+def cloudsync_required(*, scopes: str | Iterable[str] = ()) -> Callable[[View], View]: ...
 
 
-def cloudsync_required(view: Any = None, *, scopes: Iterable[str] = ()) -> Any:
+def cloudsync_required(view: Any = None, *, scopes: str | Iterable[str] = ()) -> Any:
     """Run the view only for a signed-in user whose CloudSync grant has ``scopes``.
 
-    An anonymous user goes to sign in (``LOGIN_URL``). A user without CloudSync, or whose grant
-    lacks some of ``scopes``, goes through CloudSync's consent for exactly the missing scopes
-    (incremental authorization) and comes back to this view.
+    An anonymous user goes to sign in (``LOGIN_URL``, with ``next``). A user without
+    CloudSync, or whose grant lacks some of ``scopes``, goes through CloudSync's consent
+    (``process=connect``) for exactly the missing scopes, on top of the site's ``SCOPE``, and
+    comes back to this view (incremental authorization).
+
+    Works with or without :class:`~django_cloudsync.middleware.CloudSyncMiddleware`: the view
+    can always use ``request.user.cloudsync``, and a
+    :class:`~django_cloudsync.errors.ReauthorizationRequired` it lets escape becomes the same
+    trip through consent and back.
     """
-    required = list(dict.fromkeys(scopes))
+    required = _scope_list(scopes)
 
     def decorator(view_func: View) -> View:
         @functools.wraps(view_func)
         def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
             if not request.user.is_authenticated:
-                return redirect_to_login(request.get_full_path())
-            user = request.user
-            # Without CloudSyncMiddleware there is no request.user.cloudsync: look it up here.
-            client = user.cloudsync if isinstance(user, UserWithCloudSync) else client_for(user)
-            granted = (client.scopes or []) if client is not None else []
+                # An unsafe path (``//host/...``) becomes the site's default destination.
+                return redirect_to_login(current_path(request) or resolve_url(settings.LOGIN_REDIRECT_URL))
+            # Without the middleware: give the view request.user.cloudsync, and keep tokens off
+            # its error reports.
+            attach(request)
+            protect_error_reports(request)
+            client = request.user.cloudsync
+            granted = set(client.scopes or ()) if client is not None else set()
             missing = [scope for scope in required if scope not in granted]
             if client is None or missing:
                 return redirect_to_consent(request, missing)
-            return view_func(request, *args, **kwargs)
+            try:
+                return view_func(request, *args, **kwargs)
+            except ReauthorizationRequired as exc:
+                return redirect_to_reauthorize(request, exc.scopes)
 
         return wrapper  # type: ignore[return-value]
 

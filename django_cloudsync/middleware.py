@@ -1,58 +1,141 @@
-"""``request.user.cloudsync``: the signed-in user's CloudSync client, computed on first use."""
+"""``request.user.cloudsync``: the signed-in user's CloudSync client, computed on first use.
+
+How it stays free until used
+    ``request.user`` becomes a :class:`UserWithCloudSync`, a lazy proxy of the user
+    ``AuthenticationMiddleware`` set. Wrapping loads nothing; reading ``.cloudsync`` loads the
+    user (if nothing did yet) and then costs one query for the token row, cached for the
+    request. No HTTP call happens until the client is used.
+
+``login()`` and ``logout()`` inside a request
+    ``login()`` replaces ``request.user``; a receiver of ``user_logged_in`` wraps the new user, so
+    ``request.user.cloudsync`` is the client of the user signed in *now*, never the previous
+    user's. ``logout()`` replaces it with Django's plain ``AnonymousUser`` after the last signal,
+    so a view that goes on after ``logout()`` reads ``getattr(request.user, "cloudsync", None)``.
+
+Stored tokens that cannot be decrypted
+    Building the client decrypts nothing, so pages that do not call CloudSync are unaffected
+    when a key was removed from ``CLOUDSYNC_ENCRYPTION_KEYS``. ``request.user.cloudsync`` is
+    still a client (the account is connected); its first call raises
+    :class:`~django_cloudsync.errors.UndecryptableToken`, which the view may catch. Signing in
+    with CloudSync again replaces the tokens, sealed with the current key.
+"""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
 from django.http import HttpRequest, HttpResponse
-from django.utils.functional import LazyObject, SimpleLazyObject, cached_property
+from django.utils.functional import SimpleLazyObject, cached_property, empty
+from django.utils.module_loading import import_string
 
 from .errors import ReauthorizationRequired
-from .redirects import redirect_to_consent
+from .redirects import redirect_to_reauthorize
 from .sources import client_for
 
-
-def _evaluate(user: Any) -> Any:
-    # Evaluate AuthenticationMiddleware's lazy user and return the user itself, so that our
-    # wrapper proxies one object, not a lazy object inside a lazy object.
-    if isinstance(user, LazyObject):
-        user.is_authenticated  # noqa: B018  (loads the wrapped user)
-        return user._wrapped
-    return user
+if TYPE_CHECKING:
+    from .client import CloudSync
 
 
 class UserWithCloudSync(SimpleLazyObject):
     """``request.user``, still lazy, with a lazy ``cloudsync`` attribute.
 
     Setting an attribute on ``request.user`` would load the user (a query on every request);
-    proxying it instead costs nothing until ``.cloudsync`` is read, and then one query.
+    proxying it instead costs nothing until something reads it.
     """
 
-    def __init__(self, user: Any) -> None:
-        super().__init__(lambda: _evaluate(user))
+    @classmethod
+    def wrapping(cls, user: Any) -> UserWithCloudSync:
+        """A proxy of ``user`` (a user, an ``AnonymousUser`` or a lazy one), loaded on first use."""
+        # type(), not isinstance(): isinstance() asks a lazy object for its __class__, and that
+        # loads the user (a query) on requests that never use it.
+        if issubclass(type(user), cls):
+            return user
+        if issubclass(type(user), SimpleLazyObject):
+            # Share its loader rather than wrap the lazy object: code that reloads the user by
+            # resetting ``request.user._wrapped`` (allauth's headless API does, after swapping
+            # the session) must get the new session's user, not the one loaded before.
+            proxy = cls(user._setupfunc)
+            if user._wrapped is not empty:
+                proxy._wrapped = user._wrapped
+            return proxy
+        return cls(lambda: user)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name == "_wrapped":
+            # The user is being (re)loaded: a client cached for the previous one must not stay.
+            self.__dict__.pop("cloudsync", None)
+        super().__setattr__(name, value)
 
     @cached_property
-    def cloudsync(self) -> Any:
+    def cloudsync(self) -> CloudSync | None:
         """The user's :class:`~django_cloudsync.client.CloudSync`, or ``None`` (anonymous, not connected)."""
-        return client_for(self)
+        if self._wrapped is empty:
+            self._setup()
+        return client_for(self._wrapped)
+
+
+def attach(request: HttpRequest) -> None:
+    """Give ``request.user`` its ``cloudsync`` attribute. Idempotent, and free: nothing is loaded.
+
+    :class:`CloudSyncMiddleware` calls it for every request, ``@cloudsync_required`` for the
+    views it decorates, and a receiver of ``user_logged_in`` after ``login()`` replaced
+    ``request.user``.
+    """
+    try:
+        user = request.user
+    except AttributeError:
+        raise ImproperlyConfigured(
+            "request.user is not set: put CloudSyncMiddleware after "
+            "django.contrib.auth.middleware.AuthenticationMiddleware."
+        ) from None
+    request.user = UserWithCloudSync.wrapping(user)
+
+
+@functools.lru_cache(maxsize=8)
+def _always_active_filter(filter_path: str) -> Any:
+    filter_class = import_string(filter_path)
+    always_active = type(
+        f"AlwaysActive{filter_class.__name__}",
+        (filter_class,),
+        {"is_active": lambda self, request: True, "__module__": __name__},
+    )
+    return always_active()
+
+
+def protect_error_reports(request: HttpRequest) -> None:
+    """Hide ``@sensitive_variables`` on this request's error reports even when ``DEBUG`` is on.
+
+    Django's filter (``DEFAULT_EXCEPTION_REPORTER_FILTER``) stands down when ``DEBUG`` is on, and
+    the technical 500 page then shows the locals that hold a decrypted token. This request gets
+    the same filter, always active; only variables marked sensitive are hidden. A filter the site
+    set on the request itself is left alone.
+    """
+    if "exception_reporter_filter" not in request.__dict__:
+        request.exception_reporter_filter = _always_active_filter(settings.DEFAULT_EXCEPTION_REPORTER_FILTER)
 
 
 class CloudSyncMiddleware:
     """Gives views ``request.user.cloudsync``. Place it after ``AuthenticationMiddleware``.
 
     If a view lets :class:`~django_cloudsync.errors.ReauthorizationRequired` escape (the
-    user's refresh token died), the user is sent through CloudSync's consent again and back.
+    user's refresh token died), the user is sent through CloudSync's consent again and back to
+    the same URL. Error reports hide variables marked sensitive even with ``DEBUG`` on (see
+    :func:`protect_error_reports`).
     """
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        request.user = UserWithCloudSync(request.user)
+        attach(request)
+        protect_error_reports(request)
         return self.get_response(request)
 
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
         if isinstance(exception, ReauthorizationRequired):
-            return redirect_to_consent(request, exception.scopes)
+            return redirect_to_reauthorize(request, exception.scopes)
         return None

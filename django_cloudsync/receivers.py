@@ -1,4 +1,4 @@
-"""Where allauth hands over a CloudSync sign-in: the tokens are stored once the account is saved.
+"""Signal receivers: store a sign-in's tokens once allauth saved the account; re-wrap after login.
 
 These are the points at which allauth itself saves ``SocialToken`` rows: an existing account
 signing in or re-authorizing (``social_account_updated``), an account connected to a signed-in
@@ -11,9 +11,11 @@ from typing import Any
 
 from allauth.account.signals import user_signed_up
 from allauth.socialaccount.signals import social_account_added, social_account_updated
+from django.contrib.auth.signals import user_logged_in
 from django.dispatch import receiver
 
 from . import tokens
+from .middleware import attach
 
 
 @receiver(social_account_updated, dispatch_uid="django_cloudsync.store_on_update")
@@ -22,3 +24,10 @@ from . import tokens
 def store_sign_in_tokens(sender: Any, sociallogin: Any = None, **kwargs: Any) -> None:
     if sociallogin is not None:
         tokens.store_from_sociallogin(sociallogin)
+
+
+@receiver(user_logged_in, dispatch_uid="django_cloudsync.rewrap_user_after_login")
+def rewrap_user_after_login(sender: Any, request: Any = None, **kwargs: Any) -> None:
+    # login() put a plain user on the request: give it request.user.cloudsync again (free).
+    if request is not None and hasattr(request, "user"):
+        attach(request)

@@ -47,15 +47,19 @@ class StoredTokenSource:
 
 
 def client_for(user: Any) -> CloudSync | None:
-    """The CloudSync client of ``user``'s most recently connected account, or ``None``.
+    """The CloudSync client of ``user``'s most recently updated CloudSync account, or ``None``.
 
-    One database query; no HTTP call until the client is used.
+    ``None`` for ``None``, an anonymous user, a user not saved yet, or a user who has not
+    connected CloudSync. One database query; nothing is decrypted and no HTTP call is made
+    until the client is used.
     """
     from .client import CloudSync
 
-    if user is None or not getattr(user, "is_authenticated", False):
+    if user is None or not getattr(user, "is_authenticated", False) or user.pk is None:
         return None
-    token = CloudSyncToken.objects.filter(user=user).order_by("-updated_at").first()
+    # Most recently updated: the account signed in, connected or refreshed last. The creation
+    # time breaks a tie of equal timestamps, so the choice never depends on the database's mood.
+    token = CloudSyncToken.objects.filter(user=user).order_by("-updated_at", "-created_at").first()
     if token is None:
         return None
     return CloudSync(token_source=StoredTokenSource(token))

@@ -29,6 +29,7 @@ INSTALLED_APPS = [
     "allauth",
     "allauth.account",
     "allauth.socialaccount",
+    "allauth.headless",
     "django_cloudsync",
 ]
 
@@ -91,6 +92,12 @@ PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
 
 ACCOUNT_EMAIL_VERIFICATION = "none"
+
+# allauth's headless API beside the regular views (HEADLESS_ONLY stays off): the "browser" client
+# for an SPA's provider redirect, the "app" client for a mobile app's provider token.
+HEADLESS_CLIENTS = ("browser", "app")
+HEADLESS_FRONTEND_URLS = {"socialaccount_login_error": "/spa/login-error"}
+
 SOCIALACCOUNT_PROVIDERS = {
     "cloudsync": {
         "APPS": [{"client_id": "test-client-id", "secret": "test-client-secret"}],

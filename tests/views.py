@@ -1,7 +1,9 @@
 """Small views the tests drive, shaped like a site's own."""
 
+from django.contrib.auth import get_user_model, login, logout
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.template import engines
+from django.views.decorators.debug import sensitive_variables
 
 from django_cloudsync.decorators import cloudsync_required
 
@@ -25,3 +27,60 @@ def workspaces(request: HttpRequest) -> HttpResponse:
 @cloudsync_required(scopes=["workspaces:write"])
 def needs_write(request: HttpRequest) -> HttpResponse:
     return JsonResponse(request.user.cloudsync.post("/v1/workspaces", json={"name": "New"}), status=201)
+
+
+# request.user.cloudsync, client_for and @cloudsync_required (tests/test_middleware.py,
+# tests/test_decorators.py).
+
+
+def untouched(request: HttpRequest) -> HttpResponse:
+    """Never reads request.user."""
+    return HttpResponse("ok")
+
+
+def touches_user(request: HttpRequest) -> HttpResponse:
+    """Reads request.user, never request.user.cloudsync."""
+    return HttpResponse("signed in" if request.user.is_authenticated else "anonymous")
+
+
+def cloudsync_state(request: HttpRequest) -> HttpResponse:
+    client = request.user.cloudsync
+    used_in_if = bool(request.user.cloudsync)  # the way views write it: ``if request.user.cloudsync:``
+    return JsonResponse({"is_none": client is None, "truthy": used_in_if})
+
+
+@cloudsync_required
+def connected_only(request: HttpRequest) -> HttpResponse:
+    return JsonResponse({"scopes": request.user.cloudsync.scopes})
+
+
+def logout_then_cloudsync(request: HttpRequest) -> HttpResponse:
+    before = request.user.cloudsync
+    logout(request)
+    after = getattr(request.user, "cloudsync", None)  # logout() leaves Django's plain AnonymousUser
+    return JsonResponse({"before_is_none": before is None, "after_is_none": after is None})
+
+
+def login_then_cloudsync(request: HttpRequest) -> HttpResponse:
+    """Logs in ``?username=`` mid-request, like a sign-up or impersonation view would."""
+    before = request.user.cloudsync
+    user = get_user_model().objects.get(username=request.GET["username"])
+    login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+    after = request.user.cloudsync
+    return JsonResponse(
+        {
+            "before_is_none": before is None,
+            "after_account": after.me()["id"] if after is not None else None,
+        }
+    )
+
+
+#: Stands for a decrypted token in a view's locals (tests/test_middleware.py). Built at run time,
+#: so that the source lines an error page quotes do not contain it.
+SENSITIVE_VALUE_PARTS = ("at_test_", "sensitive-local-never-shown")
+
+
+@sensitive_variables("token")
+def fails_holding_a_secret(request: HttpRequest) -> HttpResponse:
+    token = "".join(SENSITIVE_VALUE_PARTS)
+    raise RuntimeError(f"failed after reading a token of {len(token)} characters")

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from django import template
+from django.middleware.csrf import get_token
+from django.utils.translation import gettext
 
-from ..conf import PROVIDER_ID
+from ..redirects import PROCESSES, login_url
 
 register = template.Library()
 
@@ -16,32 +19,34 @@ def cloudsync_login_button(
     context: template.Context,
     process: str = "login",
     next: str | None = None,  # noqa: A002  (the name allauth and Django use)
-    scope: str | list[str] | None = None,
+    scope: str | Iterable[str] | None = None,
     label: str | None = None,
 ) -> dict[str, Any]:
-    """Render a form that POSTs to allauth's CloudSync login view (allauth 65 wants a POST).
+    """Render a form that POSTs to allauth's CloudSync login view (allauth wants a POST).
 
     ``process="connect"`` connects CloudSync to the signed-in user ("Connect CloudSync").
-    ``next`` is where to go afterwards; allauth checks it is on this site. ``scope`` asks for
-    scopes beyond ``SCOPE`` (a list or a comma-separated string). Override the template
-    ``cloudsync/login_button.html`` to change the markup.
+    ``next`` is where to go afterwards; an address off this site is dropped here, and allauth
+    checks it again. ``scope`` asks for scopes beyond ``SCOPE`` (a list, or a string separated
+    by commas or spaces). ``label`` replaces the button's text, which is also its accessible
+    name. Override the template ``cloudsync/login_button.html`` to change the markup; it gets
+    ``action``, ``label``, ``process`` and ``csrf_token``.
     """
-    from django.urls import reverse
-    from django.utils.http import urlencode
-
-    if isinstance(scope, (list, tuple)):
-        scope = ",".join(scope)
-    params = {"process": process}
-    if next:
-        params["next"] = next
-    if scope:
-        params["scope"] = scope
+    if process not in PROCESSES:
+        raise template.TemplateSyntaxError(
+            f"cloudsync_login_button: process must be one of {', '.join(PROCESSES)}, not {process!r}"
+        )
+    scopes = scope.replace(",", " ").split() if isinstance(scope, str) else [str(s) for s in scope or ()]
+    request = context.get("request")
     if label is None:
-        label = "Connect CloudSync" if process == "connect" else "Sign in with CloudSync"
+        label = gettext("Connect CloudSync") if process == "connect" else gettext("Sign in with CloudSync")
+    csrf_token = context.get("csrf_token")
+    if csrf_token is None and request is not None:
+        # Rendered without the csrf context processor: the form would be refused without it.
+        csrf_token = get_token(request)
     return {
-        "action": f"{reverse(f'{PROVIDER_ID}_login')}?{urlencode(params)}",
+        "action": login_url(request, process=process, next_url=next, scopes=scopes),
         "label": label,
         "process": process,
-        "request": context.get("request"),
-        "csrf_token": context.get("csrf_token"),
+        "request": request,
+        "csrf_token": csrf_token,
     }
