@@ -55,11 +55,16 @@ def client_for(user: Any) -> CloudSync | None:
     """
     from .client import CloudSync
 
+    token = latest_token(user)
+    if token is None:
+        return None
+    return CloudSync(token_source=StoredTokenSource(token))
+
+
+def latest_token(user: Any) -> CloudSyncToken | None:
+    """The row of ``user``'s most recently updated CloudSync account (one query), or ``None``."""
     if user is None or not getattr(user, "is_authenticated", False) or user.pk is None:
         return None
     # Most recently updated: the account signed in, connected or refreshed last. The creation
     # time breaks a tie of equal timestamps, so the choice never depends on the database's mood.
-    token = CloudSyncToken.objects.filter(user=user).order_by("-updated_at", "-created_at").first()
-    if token is None:
-        return None
-    return CloudSync(token_source=StoredTokenSource(token))
+    return CloudSyncToken.objects.filter(user=user).order_by("-updated_at", "-created_at").first()

@@ -196,6 +196,20 @@ def test_reauthorization_with_a_wider_scope_updates_the_row(client: Any, fake: A
     assert "workspaces:write" in after.scopes
 
 
+def test_connecting_for_more_scopes_keeps_the_scopes_granted_before(
+    client: Any, fake: Any, settings: Any
+) -> None:
+    sign_in(client)  # workspaces:read offline_access
+    settings.SOCIALACCOUNT_PROVIDERS["cloudsync"]["SCOPE"] = []  # so only the grants can add them
+
+    authorize = start(client, process="connect", scope="files:read")
+
+    requested = parse_qs(urlsplit(authorize).query)["scope"][0].split()
+    assert sorted(requested) == ["files:read", "offline_access", "workspaces:read"]
+    client.get(consent(authorize))
+    assert sorted(CloudSyncToken.objects.get().scopes) == ["files:read", "offline_access", "workspaces:read"]
+
+
 def test_disconnecting_the_account_deletes_its_tokens(client: Any, fake: Any) -> None:
     sign_in(client)
     user = User.objects.get()

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
-from allauth.socialaccount.providers.base import ProviderAccount, ProviderException
+from allauth.socialaccount.providers.base import AuthProcess, ProviderAccount, ProviderException
 from allauth.socialaccount.providers.oauth2.provider import OAuth2Provider
 from django.http import HttpRequest, HttpResponse
 
 from .. import conf, dialect
 from ..models import MAX_ACCOUNT_ID_LENGTH
+from ..sources import latest_token
+from . import app_tokens
 from .views import CloudSyncOAuth2Adapter
+
+if TYPE_CHECKING:
+    from allauth.socialaccount.models import SocialLogin
 
 
 class CloudSyncAccount(ProviderAccount):
@@ -27,6 +33,18 @@ class CloudSyncProvider(OAuth2Provider):
     # PKCE (RFC 7636, S256) also stops authorization code injection for a confidential client
     # (RFC 9700 §2.1.1); allauth leaves it off by default, this provider turns it on.
     pkce_enabled_default = True
+
+    @property
+    def supports_token_authentication(self) -> bool:  # type: ignore[override]
+        """allauth headless's "provider token" flow: an app signs in with its CloudSync access token.
+
+        On unless ``SOCIALACCOUNT_PROVIDERS["cloudsync"]["TOKEN_AUTHENTICATION"]`` is ``False``.
+        """
+        return app_tokens.token_authentication_enabled()
+
+    def verify_token(self, request: HttpRequest, token: Mapping[str, Any]) -> SocialLogin:
+        """Check an app's access token against CloudSync (see :mod:`.app_tokens`)."""
+        return app_tokens.verify_app_token(request, self, token)
 
     def get_default_scope(self) -> list[str]:
         return list(conf.DEFAULT_SCOPE)
@@ -47,10 +65,19 @@ class CloudSyncProvider(OAuth2Provider):
         data: Any = None,
         **kwargs: Any,
     ) -> HttpResponse:
+        scope = kwargs.get("scope")
+        if scope is None:
+            scope = self.get_scope()
+        if process == AuthProcess.CONNECT:
+            # Incremental authorization: the new grant replaces the stored one, so it must carry
+            # what the user granted before as well as the scopes a view asks for now.
+            previous = latest_token(request.user)
+            if previous is not None:
+                scope = [*scope, *previous.scopes]
+        kwargs["scope"] = dialect.split_scope(dialect.join_scope(scope))
         # Remember what was asked for: a token response without `scope` was granted exactly
         # that (RFC 6749 §5.1). allauth stashes extra keyword arguments in the state.
-        scope = kwargs.get("scope")
-        kwargs["requested_scope"] = dialect.join_scope(scope if scope is not None else self.get_scope())
+        kwargs["requested_scope"] = dialect.join_scope(kwargs["scope"])
         return super().redirect(request, process, next_url=next_url, data=data, **kwargs)
 
     def extract_uid(self, data: dict[str, Any]) -> str:

@@ -1,0 +1,278 @@
+"""Sign in with CloudSync in a real browser: headless Chromium, the example site under
+``runserver`` in a subprocess, and the fake CloudSync it serves under ``/fake-cloudsync/``.
+
+Each test gets a fresh server process and database (copied from one migrated at the start), so
+the tests do not depend on each other's users. Skips when Playwright or Chromium is missing
+(see ``tests/browser_support.py``). ``CLOUDSYNC_UPDATE_SCREENSHOTS=1`` writes the screenshots
+into ``docs/screenshots/``.
+"""
+
+from __future__ import annotations
+
+import re
+import struct
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from tests.browser_support import (
+    ExampleServer,
+    chromium_context,
+    contrast_ratio,
+    missing_browser_reason,
+    screenshot_dir,
+)
+
+if TYPE_CHECKING:
+    from playwright.sync_api import BrowserContext, Page
+
+_missing = missing_browser_reason()
+pytestmark = pytest.mark.skipif(_missing is not None, reason=f"browser tests: {_missing}")
+
+SIGN_IN = "Sign in with CloudSync"
+PHONE = (390, 844)
+DESKTOP = (1280, 800)
+
+
+# Fixtures.
+
+
+@pytest.fixture(scope="module")
+def migrated_database(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The example's database, migrated once for the module; each server starts from a copy."""
+    workdir = tmp_path_factory.mktemp("example-template")
+    server = ExampleServer(workdir)
+    server.run("migrate", "--noinput")
+    return server.database
+
+
+@pytest.fixture
+def site(tmp_path: Path, migrated_database: Path) -> Iterator[ExampleServer]:
+    with ExampleServer(tmp_path, database_template=migrated_database) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[BrowserContext]:
+    with chromium_context(width=DESKTOP[0], height=DESKTOP[1]) as context:
+        yield context
+
+
+@pytest.fixture
+def page(browser: BrowserContext) -> Iterator[Page]:
+    """A new tab with no cookies (signed out everywhere), at desktop width."""
+    browser.clear_cookies()
+    tab = browser.new_page()
+    tab.set_viewport_size({"width": DESKTOP[0], "height": DESKTOP[1]})
+    try:
+        yield tab
+    finally:
+        tab.close()
+
+
+# Steps.
+
+
+def expect() -> Any:
+    from playwright.sync_api import expect as playwright_expect
+
+    return playwright_expect
+
+
+def open_consent(page: Page, site: ExampleServer) -> None:
+    """From the signed-out home page to CloudSync's consent page."""
+    page.goto(site.url + "/")
+    page.get_by_role("button", name=SIGN_IN).click()
+    expect()(page).to_have_url(re.compile(re.escape(site.url + "/fake-cloudsync/oauth/authorize?")))
+    expect()(page.get_by_role("heading", level=1)).to_contain_text("Authorize")
+
+
+def sign_in(page: Page, site: ExampleServer) -> None:
+    open_consent(page, site)
+    page.get_by_role("button", name="Allow").click()
+    expect()(page).to_have_url(site.url + "/")
+    expect()(page.get_by_role("heading", name="Your workspaces")).to_be_visible()
+
+
+def account_id(page: Page) -> str:
+    return page.locator("dt:has-text('CloudSync account') + dd code").inner_text()
+
+
+def workspace_names(page: Page) -> list[str]:
+    return [item.split(" ")[0] for item in page.locator("#workspaces li").all_inner_texts()]
+
+
+def png_size(path: Path) -> tuple[int, int]:
+    """Width and height from a PNG's IHDR chunk (and proof that it is a PNG)."""
+    header = path.read_bytes()[:24]
+    assert header[:8] == b"\x89PNG\r\n\x1a\n", f"{path} is not a PNG"
+    width, height = struct.unpack(">II", header[16:24])
+    return width, height
+
+
+# Signing in and out.
+
+
+def test_sign_in_with_allow_lands_on_the_page_listing_workspaces(page: Page, site: ExampleServer) -> None:
+    sign_in(page, site)
+
+    assert account_id(page) == "usr_ada"
+    assert workspace_names(page) == ["Personal", "Team"]
+    expect()(page.get_by_role("heading", name="Hello, Ada")).to_be_visible()
+    expect()(page.get_by_role("button", name=SIGN_IN)).to_have_count(0)
+
+
+def test_deny_shows_a_friendly_cancelled_message(page: Page, site: ExampleServer) -> None:
+    open_consent(page, site)
+
+    page.get_by_role("button", name="Deny").click()
+
+    expect()(page).to_have_url(site.url + "/accounts/3rdparty/login/cancelled/")
+    expect()(page.locator("body")).to_contain_text(re.compile("cancel", re.IGNORECASE))
+    page.goto(site.url + "/")
+    expect()(page.get_by_role("button", name=SIGN_IN)).to_be_visible()  # still signed out
+
+
+def test_sign_out_then_in_again_is_the_same_account(page: Page, site: ExampleServer) -> None:
+    sign_in(page, site)
+    first = account_id(page)
+
+    page.get_by_role("button", name="Sign out").click()
+    expect()(page.get_by_role("button", name=SIGN_IN)).to_be_visible()
+    sign_in(page, site)
+
+    assert account_id(page) == first == "usr_ada"
+    expect()(page.get_by_role("heading", name="Hello, Ada")).to_be_visible()
+
+
+def test_creating_a_workspace_asks_for_the_write_scope_first(page: Page, site: ExampleServer) -> None:
+    sign_in(page, site)
+    assert "workspaces:write" not in page.locator("dt:has-text('Granted scopes') + dd").inner_text()
+
+    page.get_by_role("link", name="Create a workspace").click()
+    # allauth asks before it leaves the site (its login view wants a POST), then CloudSync asks.
+    page.get_by_role("button", name="Continue").click()
+    expect()(page.get_by_role("heading", level=1)).to_contain_text("Authorize")
+    expect()(page.locator("main")).to_contain_text("workspaces:write")
+    page.get_by_role("button", name="Allow").click()
+    expect()(page).to_have_url(site.url + "/workspaces/new/")
+    page.get_by_label("Name").fill("Browser-made")
+    page.get_by_role("button", name="Create").click()
+
+    expect()(page).to_have_url(site.url + "/")
+    expect()(page.locator(".messages")).to_contain_text("Created the workspace “Browser-made”.")
+    assert workspace_names(page) == ["Personal", "Team", "Browser-made"]
+    assert "workspaces:write" in page.locator("dt:has-text('Granted scopes') + dd").inner_text()
+
+
+def test_disconnecting_needs_a_password_then_forgets_cloudsync(page: Page, site: ExampleServer) -> None:
+    sign_in(page, site)
+    # Signed in with CloudSync only, the user has no password, and allauth refuses to remove the
+    # last way to sign in: the example says so and links to allauth's page to set one.
+    page.get_by_role("link", name="set a password").click()
+    page.get_by_label("Password:", exact=True).fill("correct horse battery staple")
+    page.get_by_label("Password (again):", exact=True).fill("correct horse battery staple")
+    page.get_by_role("button", name="Set Password").click()
+    page.goto(site.url + "/")
+    expect()(page.get_by_role("link", name="set a password")).to_have_count(0)
+    page.get_by_role("link", name="Manage connected accounts").click()
+
+    page.get_by_role("radio", name="Ada Lovelace CloudSync").check()
+    page.get_by_role("button", name="Remove").click()
+
+    expect()(page.locator("body")).to_contain_text("The third-party account has been disconnected.")
+    page.goto(site.url + "/")
+    expect()(page.locator("main")).to_contain_text("not connected to CloudSync")
+    expect()(page.get_by_role("button", name="Connect CloudSync")).to_be_visible()
+    # The last line: Django 5.2's shell first says what it imported.
+    assert site.run("shell", "-c", _STORED_ACCOUNTS).strip().splitlines()[-1] == "[] []"
+
+
+_STORED_ACCOUNTS = (
+    "from django_cloudsync.models import CloudSyncToken; "
+    "from allauth.socialaccount.models import SocialAccount; "
+    "print(list(CloudSyncToken.objects.values_list('account_id', flat=True)), "
+    "list(SocialAccount.objects.values_list('uid', flat=True)))"
+)
+
+
+# The button: keyboard, accessible name, layout, brand.
+
+
+def test_the_button_is_reachable_with_tab_and_pressing_enter_signs_in(
+    page: Page, site: ExampleServer
+) -> None:
+    page.goto(site.url + "/")
+    button = page.get_by_role("button", name=SIGN_IN)
+
+    for _ in range(10):
+        page.keyboard.press("Tab")
+        if button.evaluate("element => element === document.activeElement"):
+            break
+    expect()(button).to_be_focused()
+    outline = button.evaluate(
+        "element => [getComputedStyle(element).outlineStyle, getComputedStyle(element).outlineWidth]"
+    )
+    assert outline == ["solid", "3px"]  # a visible focus ring
+
+    page.keyboard.press("Enter")
+
+    expect()(page).to_have_url(re.compile(re.escape(site.url + "/fake-cloudsync/oauth/authorize?")))
+
+
+@pytest.mark.parametrize(("width", "height"), [PHONE, DESKTOP], ids=["phone", "desktop"])
+def test_the_button_fits_phone_and_desktop_widths(
+    page: Page, site: ExampleServer, width: int, height: int
+) -> None:
+    page.set_viewport_size({"width": width, "height": height})
+    page.goto(site.url + "/")
+    button = page.get_by_role("button", name=SIGN_IN)
+
+    expect()(button).to_be_visible()
+    box = button.bounding_box()
+    assert box is not None
+    assert box["x"] >= 0
+    assert box["x"] + box["width"] <= width
+    assert box["height"] >= 44  # touch target
+    assert button.evaluate("element => element.scrollWidth <= element.clientWidth")
+    assert page.evaluate("document.documentElement.scrollWidth") <= width  # no sideways scrolling
+
+
+def test_the_brand_colour_is_a_custom_property_a_site_can_override(page: Page, site: ExampleServer) -> None:
+    page.goto(site.url + "/")
+    button = page.get_by_role("button", name=SIGN_IN)
+    colours = "element => [getComputedStyle(element).color, getComputedStyle(element).backgroundColor]"
+    text, default = button.evaluate(colours)
+    assert default == "rgb(26, 86, 219)"
+    assert contrast_ratio(text, default) >= 4.5  # WCAG AA for the label
+
+    page.add_style_tag(content=":root { --cloudsync-brand: rgb(15, 118, 110); }")
+
+    assert button.evaluate(colours) == [text, "rgb(15, 118, 110)"]
+
+
+# Screenshots for the README.
+
+
+def test_screenshots_of_the_sign_in_pages(page: Page, site: ExampleServer, tmp_path: Path) -> None:
+    target = screenshot_dir(tmp_path)
+    page.set_viewport_size({"width": 960, "height": 600})
+    shots = {
+        "login-button.png": lambda: page.goto(site.url + "/"),
+        "consent.png": lambda: open_consent(page, site),
+        "signed-in.png": lambda: (
+            page.get_by_role("button", name="Allow").click(),
+            expect()(page.get_by_role("heading", name="Your workspaces")).to_be_visible(),
+        ),
+    }
+
+    for name, reach in shots.items():
+        reach()
+        page.screenshot(path=str(target / name), animations="disabled", caret="hide")
+
+    for name in shots:
+        path = target / name
+        assert png_size(path) == (960, 600)
+        assert path.stat().st_size < 150_000, f"{name} is {path.stat().st_size} bytes"

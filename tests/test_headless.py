@@ -1,0 +1,498 @@
+"""Sign in with CloudSync through allauth's headless API: an SPA's provider redirect and an app's token.
+
+The site is driven through Django's test client, CloudSync is the fake on a real loopback socket.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+from allauth.socialaccount.models import SocialAccount, SocialToken
+from django.contrib.auth import get_user_model
+from django.contrib.sessions.models import Session
+from django.db import connection
+from django.test import Client
+
+from django_cloudsync.models import CloudSyncToken
+from django_cloudsync.sources import client_for
+from django_cloudsync.testing.flow import consent
+
+pytestmark = pytest.mark.django_db
+
+User = get_user_model()
+
+REDIRECT_URL = "/_allauth/browser/v1/auth/provider/redirect"
+BROWSER_SESSION_URL = "/_allauth/browser/v1/auth/session"
+TOKEN_URL = "/_allauth/app/v1/auth/provider/token"
+APP_SESSION_URL = "/_allauth/app/v1/auth/session"
+SPA_CALLBACK = "/spa/signed-in"
+
+
+# Helpers.
+
+
+def spa_redirect(client: Client, *, process: str = "login", callback_url: str = SPA_CALLBACK) -> Any:
+    """The SPA's form POST that starts the redirect flow (a real form post, not XHR)."""
+    return client.post(
+        REDIRECT_URL, {"provider": "cloudsync", "callback_url": callback_url, "process": process}
+    )
+
+
+def post_app_token(client: Client, body: Any) -> Any:
+    return client.post(TOKEN_URL, json.dumps(body), content_type="application/json")
+
+
+def app_token_body(token: dict[str, Any], *, process: str = "login") -> dict[str, Any]:
+    return {"provider": "cloudsync", "process": process, "token": token}
+
+
+def errors_of(response: Any) -> list[dict[str, Any]]:
+    """allauth headless's error format: HTTP 400, ``{"status": 400, "errors": [...]}``."""
+    assert response.status_code == 400, response.content
+    body = response.json()
+    assert body["status"] == 400
+    return body["errors"]
+
+
+def nothing_persisted() -> bool:
+    return not (User.objects.exists() or SocialAccount.objects.exists() or CloudSyncToken.objects.exists())
+
+
+def stored_anywhere(secret: str) -> list[str]:
+    """The tables (and decoded sessions) in which ``secret`` appears in plaintext."""
+    found = []
+    with connection.cursor() as cursor:
+        for table in connection.introspection.table_names():
+            cursor.execute(f'SELECT * FROM "{table}"')  # noqa: S608 - table names from introspection
+            if any(secret in str(value) for row in cursor.fetchall() for value in row):
+                found.append(table)
+    for session in Session.objects.all():
+        if secret in json.dumps(session.get_decoded(), default=str):
+            found.append(f"session {session.pk}")
+    return found
+
+
+# The SPA's provider redirect (the "browser" client).
+
+
+def test_spa_redirect_goes_to_cloudsync_with_state_and_pkce(
+    client: Client, fake: Any, cloudsync_server: Any
+) -> None:
+    response = spa_redirect(client)
+
+    assert response.status_code == 302
+    params = {key: values[0] for key, values in parse_qs(urlsplit(response["Location"]).query).items()}
+    assert response["Location"].startswith(f"{cloudsync_server.url}/oauth/authorize?")
+    assert params["redirect_uri"] == "http://testserver/accounts/cloudsync/login/callback/"
+    assert params["code_challenge_method"] == "S256"
+    assert params["scope"] == "workspaces:read offline_access"
+    assert params["state"]
+
+
+def test_spa_sign_in_returns_to_the_spa_signed_in_with_tokens_stored_encrypted(
+    client: Client, fake: Any
+) -> None:
+    callback = consent(spa_redirect(client)["Location"])
+
+    response = client.get(callback)
+
+    assert response.status_code == 302
+    assert response["Location"] == SPA_CALLBACK
+    session = client.get(BROWSER_SESSION_URL).json()
+    assert session["meta"]["is_authenticated"] is True
+    assert session["data"]["user"]["email"] == "ada@example.com"
+    assert session["data"]["methods"][0]["provider"] == "cloudsync"
+    token = CloudSyncToken.objects.get()
+    assert token.account_id == "usr_ada"
+    assert token.access_token().startswith("at_test_")
+    assert token.refresh_token().startswith("rt_test_")
+    assert not SocialToken.objects.exists()
+    assert stored_anywhere(token.access_token()) == []
+    assert stored_anywhere(token.refresh_token()) == []
+
+
+def test_spa_deny_returns_to_the_spa_with_the_error(client: Client, fake: Any) -> None:
+    callback = consent(spa_redirect(client)["Location"], decision="deny")
+
+    response = client.get(callback)
+
+    assert response.status_code == 302
+    back = urlsplit(response["Location"])
+    assert back.path == SPA_CALLBACK
+    assert parse_qs(back.query) == {"error": ["cancelled"], "error_process": ["login"]}
+    assert client.get(BROWSER_SESSION_URL).status_code == 401
+    assert nothing_persisted()
+
+
+def test_spa_connect_links_cloudsync_to_the_signed_in_user(client: Client, fake: Any) -> None:
+    user = User.objects.create_user("grace", "grace@example.com", "pw")
+    client.force_login(user)
+    callback = consent(spa_redirect(client, process="connect")["Location"])
+
+    response = client.get(callback)
+
+    assert response.status_code == 302
+    assert response["Location"] == SPA_CALLBACK
+    assert CloudSyncToken.objects.get().user == user
+
+
+def test_spa_redirect_to_another_site_is_refused_before_cloudsync_is_asked(client: Client, fake: Any) -> None:
+    response = spa_redirect(client, callback_url="https://evil.example/steal")
+
+    assert response.status_code != 302 or "evil.example" not in response["Location"]
+    assert fake.counters["authorize"] == 0
+    assert nothing_persisted()
+
+
+# The app's provider token (the "app" client).
+
+
+def test_app_signs_in_with_its_access_token_and_gets_a_session_token(client: Client, fake: Any) -> None:
+    issued = fake.issue_tokens(scope="workspaces:read offline_access")
+
+    response = post_app_token(
+        client,
+        app_token_body(
+            {"client_id": fake.client_id, "access_token": issued["access_token"], "scope": issued["scope"]}
+        ),
+    )
+
+    assert response.status_code == 200, response.content
+    body = response.json()
+    assert body["meta"]["is_authenticated"] is True
+    assert body["meta"]["session_token"]
+    assert body["data"]["user"]["email"] == "ada@example.com"
+    assert body["data"]["methods"][0]["provider"] == "cloudsync"
+    token = CloudSyncToken.objects.get()
+    assert (token.account_id, token.user.email) == ("usr_ada", "ada@example.com")
+    assert token.access_token() == issued["access_token"]
+    assert token.scopes == ["workspaces:read", "offline_access"]
+    assert token.environment == "test"
+
+
+def test_app_session_token_authenticates_the_apps_next_requests(client: Client, fake: Any) -> None:
+    issued = fake.issue_tokens()
+    body = post_app_token(
+        client, app_token_body({"client_id": fake.client_id, "access_token": issued["access_token"]})
+    ).json()
+
+    response = Client().get(APP_SESSION_URL, HTTP_X_SESSION_TOKEN=body["meta"]["session_token"])
+
+    assert response.status_code == 200
+    assert response.json()["data"]["user"]["email"] == "ada@example.com"
+
+
+def test_app_connects_cloudsync_to_the_user_signed_in_with_a_password(client: Client, fake: Any) -> None:
+    user = User.objects.create_user("grace", "grace@example.com", "a-long-enough-password")
+    login = client.post(
+        "/_allauth/app/v1/auth/login",
+        json.dumps({"username": "grace", "password": "a-long-enough-password"}),
+        content_type="application/json",
+    )
+    session_token = login.json()["meta"]["session_token"]
+    issued = fake.issue_tokens()
+
+    response = client.post(
+        TOKEN_URL,
+        json.dumps(
+            app_token_body(
+                {"client_id": fake.client_id, "access_token": issued["access_token"]}, process="connect"
+            )
+        ),
+        content_type="application/json",
+        HTTP_X_SESSION_TOKEN=session_token,
+    )
+
+    assert response.status_code == 200, response.content
+    token = CloudSyncToken.objects.get()
+    assert (token.user, token.account_id) == (user, "usr_ada")
+    assert SocialAccount.objects.get().user == user
+
+
+def test_app_token_is_checked_with_one_call_to_v1_me_and_no_token_request(client: Client, fake: Any) -> None:
+    issued = fake.issue_tokens()
+    before = fake.counters
+
+    post_app_token(
+        client, app_token_body({"client_id": fake.client_id, "access_token": issued["access_token"]})
+    )
+
+    after = fake.counters
+    assert after["api_calls_by_path"] == {"/v1/me": 1}
+    assert after["token_requests"] == before["token_requests"] == 0
+
+
+def test_app_refresh_token_is_never_taken(client: Client, fake: Any) -> None:
+    issued = fake.issue_tokens()
+
+    post_app_token(
+        client,
+        app_token_body(
+            {
+                "client_id": fake.client_id,
+                "access_token": issued["access_token"],
+                "refresh_token": issued["refresh_token"],
+            }
+        ),
+    )
+
+    token = CloudSyncToken.objects.get()
+    assert token.refresh_token() is None
+    assert token.scope == ""  # the app named no scope: unknown, the API stays the judge
+
+
+def test_app_token_tokens_are_stored_only_encrypted(client: Client, fake: Any) -> None:
+    issued = fake.issue_tokens()
+
+    post_app_token(
+        client, app_token_body({"client_id": fake.client_id, "access_token": issued["access_token"]})
+    )
+
+    assert CloudSyncToken.objects.get().access_token() == issued["access_token"]
+    assert not SocialToken.objects.exists()
+    assert stored_anywhere(issued["access_token"]) == []
+    assert stored_anywhere(issued["refresh_token"]) == []
+
+
+def test_app_token_of_a_returning_user_signs_in_the_same_user(client: Client, fake: Any) -> None:
+    first = fake.issue_tokens()
+    post_app_token(
+        Client(), app_token_body({"client_id": fake.client_id, "access_token": first["access_token"]})
+    )
+    second = fake.issue_tokens()
+
+    response = post_app_token(
+        client, app_token_body({"client_id": fake.client_id, "access_token": second["access_token"]})
+    )
+
+    assert response.status_code == 200
+    assert User.objects.count() == 1
+    token = CloudSyncToken.objects.get()
+    assert token.access_token() == second["access_token"]
+    assert token.version == 2
+
+
+def test_app_token_signs_in_the_account_the_token_belongs_to(client: Client, fake: Any) -> None:
+    fake.add_user("usr_grace", "grace@example.com", "Grace Hopper")
+    issued = fake.issue_tokens(user_id="usr_grace")
+
+    response = post_app_token(
+        client, app_token_body({"client_id": fake.client_id, "access_token": issued["access_token"]})
+    )
+
+    assert response.json()["data"]["user"]["email"] == "grace@example.com"
+    assert CloudSyncToken.objects.get().account_id == "usr_grace"
+
+
+def test_site_calls_cloudsync_with_the_apps_token(client: Client, fake: Any) -> None:
+    issued = fake.issue_tokens(scope="workspaces:read")
+    post_app_token(
+        client, app_token_body({"client_id": fake.client_id, "access_token": issued["access_token"]})
+    )
+
+    workspaces = client_for(User.objects.get()).workspaces()
+
+    assert [workspace["name"] for workspace in workspaces] == ["Personal", "Team"]
+
+
+# The app's token refused: HTTP 400 in allauth's format, nothing stored.
+
+
+def test_forged_token_is_refused(client: Client, fake: Any) -> None:
+    response = post_app_token(
+        client, app_token_body({"client_id": fake.client_id, "access_token": "at_test_forged-by-someone"})
+    )
+
+    assert errors_of(response) == [
+        {
+            "message": "CloudSync did not accept the token: it is unknown, expired or revoked.",
+            "code": "invalid_token",
+            "param": "token",
+        }
+    ]
+    assert fake.counters["api_calls_by_path"] == {"/v1/me": 1}
+    assert nothing_persisted()
+
+
+def test_expired_token_is_refused(client: Client, fake: Any) -> None:
+    issued = fake.issue_tokens()
+    fake.expire_access_tokens()
+
+    response = post_app_token(
+        client, app_token_body({"client_id": fake.client_id, "access_token": issued["access_token"]})
+    )
+
+    assert [error["code"] for error in errors_of(response)] == ["invalid_token"]
+    assert nothing_persisted()
+
+
+def test_revoked_token_is_refused(client: Client, fake: Any) -> None:
+    issued = fake.issue_tokens()
+    fake.revoke_tokens()
+
+    response = post_app_token(
+        client, app_token_body({"client_id": fake.client_id, "access_token": issued["access_token"]})
+    )
+
+    assert [error["code"] for error in errors_of(response)] == ["invalid_token"]
+    assert nothing_persisted()
+
+
+def test_live_token_is_refused_by_a_sandbox_site_without_being_sent_anywhere(
+    client: Client, fake: Any
+) -> None:
+    response = post_app_token(
+        client, app_token_body({"client_id": fake.client_id, "access_token": "at_live_a-real-users-token"})
+    )
+
+    assert errors_of(response) == [
+        {
+            "message": "This is a live CloudSync token; this site uses CloudSync's sandbox environment.",
+            "code": "invalid_token",
+            "param": "token",
+        }
+    ]
+    assert fake.counters["api_calls"] == 0
+    assert nothing_persisted()
+
+
+def test_sandbox_token_is_refused_by_a_live_site(client: Client, fake: Any, settings: Any) -> None:
+    settings.SOCIALACCOUNT_PROVIDERS["cloudsync"]["ENVIRONMENT"] = "live"
+    issued = fake.issue_tokens()
+
+    response = post_app_token(
+        client, app_token_body({"client_id": fake.client_id, "access_token": issued["access_token"]})
+    )
+
+    assert [error["message"] for error in errors_of(response)] == [
+        "This is a sandbox CloudSync token; this site uses CloudSync's live environment."
+    ]
+    assert fake.counters["api_calls"] == 0
+    assert nothing_persisted()
+
+
+def test_token_for_another_client_id_is_refused(client: Client, fake: Any) -> None:
+    issued = fake.issue_tokens()
+
+    response = post_app_token(
+        client, app_token_body({"client_id": "someone-elses-app", "access_token": issued["access_token"]})
+    )
+
+    assert [(error["code"], error["param"]) for error in errors_of(response)] == [("invalid_token", "token")]
+    assert fake.counters["api_calls"] == 0
+    assert nothing_persisted()
+
+
+@pytest.mark.parametrize(
+    ("body", "code", "param"),
+    [
+        pytest.param({"process": "login", "token": {}}, "required", "provider", id="no-provider"),
+        pytest.param({"provider": "cloudsync", "token": {}}, "required", "process", id="no-process"),
+        pytest.param({"provider": "cloudsync", "process": "login"}, "required", "token", id="no-token"),
+        pytest.param(
+            {"provider": "cloudsync", "process": "login", "token": "at_test_x"},
+            "invalid_token",
+            "token",
+            id="token-not-an-object",
+        ),
+        pytest.param(
+            {"provider": "cloudsync", "process": "login", "token": {"access_token": "at_test_x"}},
+            "client_id_required",
+            "token",
+            id="no-client-id",
+        ),
+        pytest.param(
+            {"provider": "cloudsync", "process": "login", "token": {"client_id": "fake-client-id"}},
+            "token_required",
+            "token",
+            id="no-access-token",
+        ),
+        pytest.param(
+            {"provider": "cloudsync", "process": "elevate", "token": {"client_id": "fake-client-id"}},
+            "invalid_choice",
+            "process",
+            id="unknown-process",
+        ),
+    ],
+)
+def test_missing_or_malformed_fields_are_refused(
+    client: Client, fake: Any, body: dict[str, Any], code: str, param: str
+) -> None:
+    response = post_app_token(client, body)
+
+    assert (code, param) in [(error["code"], error.get("param")) for error in errors_of(response)]
+    assert fake.counters["api_calls"] == 0
+    assert nothing_persisted()
+
+
+@pytest.mark.parametrize(
+    "token",
+    [
+        pytest.param({"id_token": "eyJhbGciOiJub25lIn0.e30."}, id="id-token-only"),
+        pytest.param({"access_token": "at_test_has a space"}, id="space"),
+        pytest.param({"access_token": "at_test_x\r\nX-Injected: 1"}, id="header-injection"),
+        pytest.param({"access_token": "at_test_" + "a" * 5000}, id="too-long"),
+        pytest.param({"access_token": "at_test_x", "scope": ["workspaces:read"]}, id="scope-not-a-string"),
+    ],
+)
+def test_malformed_tokens_are_refused_without_calling_cloudsync(
+    client: Client, fake: Any, token: dict[str, Any]
+) -> None:
+    response = post_app_token(client, app_token_body({"client_id": fake.client_id, **token}))
+
+    assert [(error["code"], error["param"]) for error in errors_of(response)] == [("invalid_token", "token")]
+    assert fake.counters["api_calls"] == 0
+    assert nothing_persisted()
+
+
+@pytest.mark.parametrize("fault", ["server_error", "bad_gateway", "invalid_json", "rate_limited"])
+def test_cloudsync_trouble_is_a_400_the_app_can_retry_never_a_500(
+    client: Client, fake: Any, settings: Any, fault: str
+) -> None:
+    settings.CLOUDSYNC_MAX_RETRIES = 0
+    issued = fake.issue_tokens()
+    fake.fail_next("me", fault)
+
+    response = post_app_token(
+        client, app_token_body({"client_id": fake.client_id, "access_token": issued["access_token"]})
+    )
+
+    assert [error["code"] for error in errors_of(response)] == ["cloudsync_unavailable"]
+    assert nothing_persisted()
+
+
+def test_profile_without_an_account_id_is_refused(client: Client, fake: Any) -> None:
+    issued = fake.issue_tokens()
+    fake.fail_next("me", "malformed_profile")
+
+    response = post_app_token(
+        client, app_token_body({"client_id": fake.client_id, "access_token": issued["access_token"]})
+    )
+
+    assert [error["code"] for error in errors_of(response)] == ["cloudsync_unavailable"]
+    assert nothing_persisted()
+
+
+def test_token_authentication_can_be_turned_off(client: Client, fake: Any, settings: Any) -> None:
+    settings.SOCIALACCOUNT_PROVIDERS["cloudsync"]["TOKEN_AUTHENTICATION"] = False
+    issued = fake.issue_tokens()
+
+    response = post_app_token(
+        client, app_token_body({"client_id": fake.client_id, "access_token": issued["access_token"]})
+    )
+
+    assert [error["code"] for error in errors_of(response)] == ["token_authentication_not_supported"]
+    assert fake.counters["api_calls"] == 0
+    assert nothing_persisted()
+
+
+def test_config_lists_cloudsync_for_both_flows(client: Client, fake: Any) -> None:
+    flows = {
+        flow["id"]: flow
+        for flow in client.get("/_allauth/app/v1/config").json()["data"]["socialaccount"]["providers"]
+    }
+
+    assert flows["cloudsync"]["flows"] == ["provider_redirect", "provider_token"]
