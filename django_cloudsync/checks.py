@@ -6,6 +6,7 @@ Errors (``django_cloudsync.E0xx``) stop ``runserver`` and ``migrate``; warnings
 
 from __future__ import annotations
 
+import ipaddress
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -20,7 +21,7 @@ from .crypto import parse_key
 
 _MIDDLEWARE = "django_cloudsync.middleware.CloudSyncMiddleware"
 _AUTH_MIDDLEWARE = "django.contrib.auth.middleware.AuthenticationMiddleware"
-_LOOPBACK_HOSTS = {"localhost", "127.0.0.1", "::1"}
+_LOOPBACK_HOSTS = {"localhost", "localhost."}
 
 
 @register(Tags.security)
@@ -35,9 +36,10 @@ def check_encryption_keys(app_configs: Any = None, **kwargs: Any) -> list[CheckM
             )
         ]
     messages: list[CheckMessage] = []
+    site_secrets = _site_secret_keys()
     for position, key in enumerate(keys):
         try:
-            parse_key(key)
+            raw = parse_key(key)
         except errors.ConfigurationError as exc:
             messages.append(
                 Error(
@@ -46,15 +48,35 @@ def check_encryption_keys(app_configs: Any = None, **kwargs: Any) -> list[CheckM
                     id="django_cloudsync.E002",
                 )
             )
-    if not messages and any(key.strip() == str(settings.SECRET_KEY).strip() for key in keys):
-        messages.append(
-            Error(
-                "A CLOUDSYNC_ENCRYPTION_KEYS key is the SECRET_KEY.",
-                hint="Use a key of its own, so that neither secret exposes the other.",
-                id="django_cloudsync.E003",
+            continue
+        if raw in site_secrets:
+            messages.append(
+                Error(
+                    f"CLOUDSYNC_ENCRYPTION_KEYS[{position}] is the SECRET_KEY "
+                    "(or one of SECRET_KEY_FALLBACKS).",
+                    hint="Use a key of its own, so that neither secret exposes the other.",
+                    id="django_cloudsync.E003",
+                )
             )
-        )
     return messages
+
+
+def _site_secret_keys() -> set[bytes]:
+    """The raw key bytes of SECRET_KEY and SECRET_KEY_FALLBACKS, for those that parse as keys.
+
+    Compared as bytes, not text: the same key with other padding or whitespace is the same key.
+    A secret that does not parse as a key cannot be equal to one that does.
+    """
+    fallbacks = getattr(settings, "SECRET_KEY_FALLBACKS", None) or []
+    secrets = [getattr(settings, "SECRET_KEY", None), *fallbacks]
+    found: set[bytes] = set()
+    for secret in secrets:
+        if isinstance(secret, (str, bytes)) and secret:
+            try:
+                found.add(parse_key(secret))
+            except errors.ConfigurationError:
+                continue
+    return found
 
 
 @register()
@@ -119,7 +141,7 @@ def check_provider(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
                 id="django_cloudsync.W003",
             )
         )
-    if provider.get("OAUTH_PKCE_ENABLED") is False:
+    if "OAUTH_PKCE_ENABLED" in provider and not provider["OAUTH_PKCE_ENABLED"]:
         messages.append(
             CheckWarning(
                 "PKCE is off for CloudSync (OAUTH_PKCE_ENABLED = False).",
@@ -136,26 +158,52 @@ def check_provider(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
                 id="django_cloudsync.W005",
             )
         )
-    elif any(not app.get("client_id") or not app.get("secret") for app in apps_setting):
+    elif not _apps_are_complete(apps_setting):
         messages.append(
             Error(
                 "A CloudSync app in SOCIALACCOUNT_PROVIDERS['cloudsync']['APPS'] has no client_id or secret.",
-                hint="CloudSync's token endpoint needs both.",
+                hint="APPS is a list of {'client_id': ..., 'secret': ...}: CloudSync's token endpoint "
+                "needs both.",
                 id="django_cloudsync.E006",
             )
         )
     if not settings.DEBUG:
         for name, url in (("AUTH_URL", conf.auth_url()), ("API_URL", conf.api_url())):
-            parts = urlsplit(url)
-            if parts.scheme != "https" and parts.hostname not in _LOOPBACK_HOSTS:
+            if not _is_https_or_loopback(url):
                 messages.append(
                     Error(
                         f"SOCIALACCOUNT_PROVIDERS['cloudsync']['{name}'] is not HTTPS.",
-                        hint="Tokens and the client secret would travel in clear text.",
+                        hint="Tokens and the client secret would travel in clear text. Plain http is "
+                        "allowed only for a loopback address, or with DEBUG on.",
                         id="django_cloudsync.E007",
                     )
                 )
     return messages
+
+
+def _apps_are_complete(apps_setting: Any) -> bool:
+    # A dict where a list of dicts belongs is a common slip; report it, do not crash on it.
+    if not isinstance(apps_setting, (list, tuple)):
+        return False
+    return all(isinstance(app, dict) and app.get("client_id") and app.get("secret") for app in apps_setting)
+
+
+def _is_https_or_loopback(url: str) -> bool:
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+    except ValueError:  # e.g. an unclosed IPv6 bracket
+        return False
+    if parts.scheme == "https":
+        return bool(host)
+    if parts.scheme != "http":
+        return False
+    if host in _LOOPBACK_HOSTS:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback  # all of 127.0.0.0/8, as the client allows
+    except ValueError:
+        return False
 
 
 @register(Tags.security)
@@ -163,7 +211,7 @@ def check_api_key(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
     key = conf.api_key()
     if key is None:
         return []
-    environment = dialect.environment_of(key, dialect.API_KEY_PREFIXES)
+    environment = dialect.environment_of(key, dialect.API_KEY_PREFIXES) if isinstance(key, str) else None
     if environment is None:
         return [
             Error(
@@ -184,18 +232,23 @@ def check_api_key(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
 
 
 def _resolved_middleware() -> list[str]:
-    # A site may list a subclass; compare by class where the path imports.
+    """MIDDLEWARE with subclasses of ours and of AuthenticationMiddleware named as their base."""
+    from django.contrib.auth.middleware import AuthenticationMiddleware
+
+    from .middleware import CloudSyncMiddleware
+
     resolved = []
     for path in settings.MIDDLEWARE:
         try:
             cls = import_string(path)
         except ImportError:
+            # Django reports an unimportable middleware itself; compare it by its path.
             resolved.append(path)
             continue
-        from .middleware import CloudSyncMiddleware
-
         if isinstance(cls, type) and issubclass(cls, CloudSyncMiddleware):
             resolved.append(_MIDDLEWARE)
+        elif isinstance(cls, type) and issubclass(cls, AuthenticationMiddleware):
+            resolved.append(_AUTH_MIDDLEWARE)
         else:
             resolved.append(path)
     return resolved

@@ -42,7 +42,9 @@ def parse_key(key: str | bytes) -> bytes:
     if not isinstance(key, str):
         raise ConfigurationError("An encryption key must be a string of URL-safe base64")
     try:
-        raw = base64.urlsafe_b64decode(key.strip().encode("ascii"))
+        # Strict: a stray character (a quote, a space inside) is a typo to report, not to skip,
+        # which is what the lenient ``urlsafe_b64decode`` would do.
+        raw = base64.b64decode(key.strip().encode("ascii"), altchars=b"-_", validate=True)
     except (binascii.Error, ValueError, UnicodeEncodeError):
         raise ConfigurationError("An encryption key is not valid URL-safe base64") from None
     if len(raw) != _KEY_BYTES:
@@ -59,6 +61,8 @@ class TokenCipher:
     """AES-GCM over a ring of keys: the first key encrypts, every key decrypts."""
 
     def __init__(self, keys: Sequence[str | bytes]) -> None:
+        if isinstance(keys, (str, bytes)):
+            keys = [keys]  # One key given bare: not a ring of 44 one-character keys.
         if not keys:
             raise ConfigurationError("No encryption key: set CLOUDSYNC_ENCRYPTION_KEYS")
         self._keys: dict[str, AESGCM] = {}

@@ -65,13 +65,13 @@ class CloudSyncToken(models.Model):
 
     def access_token(self) -> str:
         """The access token in plaintext."""
-        return conf.cipher().decrypt(self.access_token_ciphertext, self._associated_data("access_token"))
+        return conf.cipher().decrypt(self.access_token_ciphertext, self.associated_data("access_token"))
 
     def refresh_token(self) -> str | None:
         """The refresh token in plaintext, or ``None`` if CloudSync issued none."""
         if not self.refresh_token_ciphertext:
             return None
-        return conf.cipher().decrypt(self.refresh_token_ciphertext, self._associated_data("refresh_token"))
+        return conf.cipher().decrypt(self.refresh_token_ciphertext, self.associated_data("refresh_token"))
 
     def set_tokens(
         self,
@@ -85,10 +85,10 @@ class CloudSyncToken(models.Model):
         """Seal new tokens into this row (not saved). ``None`` keeps the refresh token and scope."""
         cipher = conf.cipher()
         now = now or timezone.now()
-        self.access_token_ciphertext = cipher.encrypt(access_token, self._associated_data("access_token"))
+        self.access_token_ciphertext = cipher.encrypt(access_token, self.associated_data("access_token"))
         if refresh_token:
             self.refresh_token_ciphertext = cipher.encrypt(
-                refresh_token, self._associated_data("refresh_token")
+                refresh_token, self.associated_data("refresh_token")
             )
         if scope is not None:
             self.scope = scope
@@ -97,7 +97,8 @@ class CloudSyncToken(models.Model):
         self.lifetime = expires_in
         self.version += 1
 
-    def _associated_data(self, field: str) -> bytes:
+    def associated_data(self, field: str) -> bytes:
+        """What a ciphertext of ``field`` in this row is bound to: the row's id and the field's name."""
         return f"{self._meta.label_lower}:{self.pk}:{field}".encode()
 
     # Expiry and scopes.

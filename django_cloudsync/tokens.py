@@ -141,6 +141,7 @@ def _refresh(
     *,
     forget_without_refresh_token: bool = False,
 ) -> CloudSyncToken:
+    @sensitive_variables("refresh_token", "response")
     def locked() -> tuple[CloudSyncToken | None, str]:
         row = _lock_row(CloudSyncToken.objects.filter(pk=token.pk))
         if row is None:  # Forgotten meanwhile (disconnected, or another worker got invalid_grant).
@@ -234,12 +235,12 @@ def _in_own_transaction(work: Callable[[], T]) -> T:
         for block in connection.atomic_blocks
     )
     if not inside_caller_transaction:
-        return _with_lock_retries(db, work)
+        return with_lock_retries(db, work)
     outcome: dict[str, Any] = {}
 
     def run() -> None:
         try:
-            outcome["result"] = _with_lock_retries(db, work)
+            outcome["result"] = with_lock_retries(db, work)
         except BaseException as exc:  # handed to the caller's thread below
             outcome["error"] = exc
         finally:
@@ -253,7 +254,7 @@ def _in_own_transaction(work: Callable[[], T]) -> T:
     return outcome["result"]
 
 
-def _with_lock_retries(db: str, work: Callable[[], T]) -> T:
+def with_lock_retries(db: str, work: Callable[[], T]) -> T:
     # On SQLite a waiting writer gives up after its busy timeout ("database is locked"); keep
     # waiting, bounded, for as long as a refresh can take.
     connect, read = conf.timeout()

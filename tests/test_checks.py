@@ -1,0 +1,404 @@
+"""System checks: each misconfiguration is reported with its id, and no message shows a secret."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+from django.apps import apps
+from django.contrib.auth.middleware import AuthenticationMiddleware
+from django.core.checks import CheckMessage, run_checks
+
+from django_cloudsync import checks
+from django_cloudsync.crypto import generate_key
+from django_cloudsync.middleware import CloudSyncMiddleware
+
+KEY = "xCHPAMGPkhXrXVp3vGuk4K6Fm-3vQIz6qKdk1Ej2bL0="
+OTHER_KEY = "g7f3n6m0z8dzuXg3DnDnS2R6c5z1C3o6r2D8o0w1F2E="
+CLIENT_SECRET = "client-secret-9f8e7d6c5b4a"
+MIDDLEWARE = "django_cloudsync.middleware.CloudSyncMiddleware"
+AUTH = "django.contrib.auth.middleware.AuthenticationMiddleware"
+SESSIONS = "django.contrib.sessions.middleware.SessionMiddleware"
+
+
+class SiteCloudSyncMiddleware(CloudSyncMiddleware):
+    """A site's own subclass of the middleware, as a check must accept it."""
+
+
+class SiteAuthenticationMiddleware(AuthenticationMiddleware):
+    """A site's own subclass of Django's authentication middleware."""
+
+
+def ids(messages: list[CheckMessage]) -> list[str]:
+    return [message.id for message in messages if message.id and message.id.startswith("django_cloudsync.")]
+
+
+def text_of(messages: list[CheckMessage]) -> str:
+    return "\n".join(f"{message} {message.msg} {message.hint}" for message in messages)
+
+
+def all_cloudsync_messages() -> list[CheckMessage]:
+    return [message for message in run_checks() if (message.id or "").startswith("django_cloudsync.")]
+
+
+@pytest.fixture
+def provider(settings: Any) -> dict[str, Any]:
+    """A copy of SOCIALACCOUNT_PROVIDERS['cloudsync'] that the test may change."""
+    providers = copy.deepcopy(settings.SOCIALACCOUNT_PROVIDERS)
+    providers["cloudsync"]["APPS"] = [{"client_id": "site-client", "secret": CLIENT_SECRET}]
+    settings.SOCIALACCOUNT_PROVIDERS = providers
+    return providers["cloudsync"]
+
+
+@contextmanager
+def installed_apps_without(*names: str) -> Iterator[None]:
+    remaining = [config.name for config in apps.get_app_configs() if config.name not in names]
+    apps.set_available_apps(remaining)
+    try:
+        yield
+    finally:
+        apps.unset_available_apps()
+
+
+def test_the_test_settings_pass_every_check(provider: Any) -> None:
+    assert all_cloudsync_messages() == []
+
+
+# Encryption keys.
+
+
+@pytest.mark.parametrize("value", [None, [], "", ()])
+def test_no_encryption_key_is_e001(settings: Any, value: Any) -> None:
+    settings.CLOUDSYNC_ENCRYPTION_KEYS = value
+
+    assert ids(checks.check_encryption_keys()) == ["django_cloudsync.E001"]
+
+
+def test_a_malformed_key_is_e002_naming_its_position_not_its_value(settings: Any) -> None:
+    malformed = KEY[:-8] + "!!!!!!!="
+    settings.CLOUDSYNC_ENCRYPTION_KEYS = [KEY, malformed]
+
+    messages = checks.check_encryption_keys()
+
+    assert ids(messages) == ["django_cloudsync.E002"]
+    assert "CLOUDSYNC_ENCRYPTION_KEYS[1]" in messages[0].msg
+    assert malformed not in text_of(messages)
+    assert KEY not in text_of(messages)
+
+
+@pytest.mark.parametrize(
+    "malformed",
+    ["too-short", KEY.rstrip("="), KEY + KEY, 12345, b"\xff\xfe"],
+    ids=["too short", "unpadded", "64 bytes", "a number", "bytes that are not ascii"],
+)
+def test_every_kind_of_malformed_key_is_e002(settings: Any, malformed: Any) -> None:
+    settings.CLOUDSYNC_ENCRYPTION_KEYS = [malformed]
+
+    messages = checks.check_encryption_keys()
+
+    assert ids(messages) == ["django_cloudsync.E002"]
+    assert str(malformed) not in text_of(messages)
+
+
+def test_a_key_equal_to_the_secret_key_is_e003(settings: Any) -> None:
+    settings.SECRET_KEY = OTHER_KEY
+    settings.CLOUDSYNC_ENCRYPTION_KEYS = [KEY, f" {OTHER_KEY}\n"]
+
+    messages = checks.check_encryption_keys()
+
+    assert ids(messages) == ["django_cloudsync.E003"]
+    assert "CLOUDSYNC_ENCRYPTION_KEYS[1]" in messages[0].msg
+    assert OTHER_KEY not in text_of(messages)
+
+
+def test_a_key_equal_to_a_secret_key_fallback_is_e003(settings: Any) -> None:
+    settings.SECRET_KEY_FALLBACKS = ["an-old-secret-key", KEY]
+    settings.CLOUDSYNC_ENCRYPTION_KEYS = [KEY]
+
+    assert ids(checks.check_encryption_keys()) == ["django_cloudsync.E003"]
+
+
+def test_a_malformed_key_does_not_hide_another_key_equal_to_the_secret_key(settings: Any) -> None:
+    settings.SECRET_KEY = OTHER_KEY
+    settings.CLOUDSYNC_ENCRYPTION_KEYS = ["nonsense", OTHER_KEY]
+
+    assert ids(checks.check_encryption_keys()) == ["django_cloudsync.E002", "django_cloudsync.E003"]
+
+
+def test_freshly_generated_keys_pass(settings: Any) -> None:
+    settings.CLOUDSYNC_ENCRYPTION_KEYS = [generate_key(), generate_key()]
+
+    assert checks.check_encryption_keys() == []
+
+
+def test_the_key_checks_are_registered(settings: Any, provider: Any) -> None:
+    settings.CLOUDSYNC_ENCRYPTION_KEYS = ["nonsense"]
+
+    assert ids(all_cloudsync_messages()) == ["django_cloudsync.E002"]
+
+
+# Installed apps.
+
+
+@pytest.mark.parametrize("missing", ["allauth.socialaccount", "allauth.account"])
+def test_missing_allauth_apps_are_e004(missing: str) -> None:
+    with installed_apps_without(missing):
+        messages = checks.check_installed_apps()
+
+    assert ids(messages) == ["django_cloudsync.E004"]
+    assert missing in messages[0].msg
+
+
+def test_allauth_installed_passes() -> None:
+    assert checks.check_installed_apps() == []
+
+
+# Middleware.
+
+
+def test_no_cloudsync_middleware_is_w001(settings: Any) -> None:
+    settings.MIDDLEWARE = [SESSIONS, AUTH]
+
+    assert ids(checks.check_middleware()) == ["django_cloudsync.W001"]
+
+
+def test_cloudsync_middleware_before_authentication_is_e005(settings: Any) -> None:
+    settings.MIDDLEWARE = [SESSIONS, MIDDLEWARE, AUTH]
+
+    assert ids(checks.check_middleware()) == ["django_cloudsync.E005"]
+
+
+def test_cloudsync_middleware_without_authentication_is_e005(settings: Any) -> None:
+    settings.MIDDLEWARE = [SESSIONS, MIDDLEWARE]
+
+    assert ids(checks.check_middleware()) == ["django_cloudsync.E005"]
+
+
+@pytest.mark.parametrize(
+    "middleware",
+    [
+        [SESSIONS, AUTH, MIDDLEWARE],
+        [SESSIONS, AUTH, f"{__name__}.SiteCloudSyncMiddleware"],
+        [SESSIONS, f"{__name__}.SiteAuthenticationMiddleware", MIDDLEWARE],
+    ],
+    ids=["as documented", "a subclass of ours", "a subclass of AuthenticationMiddleware"],
+)
+def test_cloudsync_middleware_after_authentication_passes(settings: Any, middleware: list[str]) -> None:
+    settings.MIDDLEWARE = middleware
+
+    assert checks.check_middleware() == []
+
+
+def test_a_subclass_before_authentication_is_still_e005(settings: Any) -> None:
+    settings.MIDDLEWARE = [SESSIONS, f"{__name__}.SiteCloudSyncMiddleware", AUTH]
+
+    assert ids(checks.check_middleware()) == ["django_cloudsync.E005"]
+
+
+# The provider.
+
+
+def test_allauth_storing_its_own_tokens_is_w002(settings: Any, provider: Any) -> None:
+    settings.SOCIALACCOUNT_STORE_TOKENS = True
+
+    assert ids(checks.check_provider()) == ["django_cloudsync.W002"]
+
+
+def test_offline_access_off_is_w003(provider: Any) -> None:
+    provider["OFFLINE_ACCESS"] = False
+
+    assert ids(checks.check_provider()) == ["django_cloudsync.W003"]
+
+
+@pytest.mark.parametrize("value", [False, 0, None])
+def test_pkce_off_is_w004(provider: Any, value: Any) -> None:
+    provider["OAUTH_PKCE_ENABLED"] = value
+
+    assert ids(checks.check_provider()) == ["django_cloudsync.W004"]
+
+
+def test_pkce_on_passes(provider: Any) -> None:
+    provider["OAUTH_PKCE_ENABLED"] = True
+
+    assert checks.check_provider() == []
+
+
+@pytest.mark.parametrize("value", [None, []])
+def test_no_apps_is_w005(provider: Any, value: Any) -> None:
+    provider["APPS"] = value
+
+    assert ids(checks.check_provider()) == ["django_cloudsync.W005"]
+
+
+@pytest.mark.parametrize(
+    "apps_setting",
+    [
+        [{"client_id": "site-client"}],
+        [{"client_id": "site-client", "secret": ""}],
+        [{"secret": CLIENT_SECRET}],
+        [{"client_id": "site-client", "secret": CLIENT_SECRET}, {"client_id": "other"}],
+        {"client_id": "site-client", "secret": CLIENT_SECRET},
+        ["site-client"],
+    ],
+    ids=["no secret", "empty secret", "no client id", "second app incomplete", "a dict", "a string"],
+)
+def test_an_app_without_client_id_or_secret_is_e006(provider: Any, apps_setting: Any) -> None:
+    provider["APPS"] = apps_setting
+
+    messages = checks.check_provider()
+
+    assert ids(messages) == ["django_cloudsync.E006"]
+    assert CLIENT_SECRET not in text_of(messages)
+
+
+@pytest.mark.parametrize("name", ["AUTH_URL", "API_URL"])
+@pytest.mark.parametrize(
+    "url", ["http://auth.example.com", "ftp://auth.example.com", "auth.example.com", "http://[::1"]
+)
+def test_a_url_that_is_not_https_is_e007_when_debug_is_off(
+    settings: Any, provider: Any, name: str, url: str
+) -> None:
+    settings.DEBUG = False
+    provider[name] = url
+
+    messages = checks.check_provider()
+
+    assert ids(messages) == ["django_cloudsync.E007"]
+    assert name in messages[0].msg
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://auth.example.com",
+        "http://127.0.0.1:8000",
+        "http://127.0.0.2:8000",
+        "http://localhost:8000",
+        "http://[::1]:8000",
+    ],
+)
+def test_https_or_loopback_urls_pass_when_debug_is_off(settings: Any, provider: Any, url: str) -> None:
+    settings.DEBUG = False
+    provider["AUTH_URL"] = provider["API_URL"] = url
+
+    assert checks.check_provider() == []
+
+
+def test_the_default_urls_pass(settings: Any, provider: Any) -> None:
+    settings.DEBUG = False
+    del provider["AUTH_URL"], provider["API_URL"]
+
+    assert checks.check_provider() == []
+
+
+def test_plain_http_is_allowed_with_debug_on(settings: Any, provider: Any) -> None:
+    settings.DEBUG = True
+    provider["AUTH_URL"] = provider["API_URL"] = "http://cloudsync.dev.internal"
+
+    assert checks.check_provider() == []
+
+
+# The site's API key.
+
+
+@pytest.mark.parametrize("key", ["pk_live_abcdef123456", "abcdef123456", "SK_TEST_abcdef", 12345])
+def test_an_api_key_with_an_unknown_prefix_is_e008(settings: Any, key: Any) -> None:
+    settings.CLOUDSYNC_API_KEY = key
+
+    messages = checks.check_api_key()
+
+    assert ids(messages) == ["django_cloudsync.E008"]
+    assert str(key) not in text_of(messages)
+
+
+def test_an_api_key_from_the_environment_is_checked_too(settings: Any, monkeypatch: Any) -> None:
+    monkeypatch.delattr(settings, "CLOUDSYNC_API_KEY", raising=False)
+    monkeypatch.setenv("CLOUDSYNC_API_KEY", "not-a-cloudsync-key")
+
+    assert ids(checks.check_api_key()) == ["django_cloudsync.E008"]
+
+
+def test_a_live_api_key_with_debug_on_is_w006(settings: Any) -> None:
+    key = "sk_live_0123456789abcdefghij"
+    settings.DEBUG = True
+    settings.CLOUDSYNC_API_KEY = key
+
+    messages = checks.check_api_key()
+
+    assert ids(messages) == ["django_cloudsync.W006"]
+    assert key not in text_of(messages)
+
+
+@pytest.mark.parametrize(
+    ("key", "debug"),
+    [("sk_live_0123456789abcdefghij", False), ("sk_test_0123456789abcdefghij", True), (None, True)],
+)
+def test_a_fitting_api_key_or_none_passes(settings: Any, monkeypatch: Any, key: Any, debug: bool) -> None:
+    monkeypatch.delenv("CLOUDSYNC_API_KEY", raising=False)
+    settings.DEBUG = debug
+    settings.CLOUDSYNC_API_KEY = key
+
+    assert checks.check_api_key() == []
+
+
+# No message shows a secret, whatever the misconfiguration.
+
+
+def misconfigure_everything(settings: Any, provider: dict[str, Any]) -> list[str]:
+    """Every check fails at once; returns the secrets involved."""
+    api_key = "sk_live_ThisIsTheSitesLiveKey123"
+    settings.SECRET_KEY = OTHER_KEY
+    settings.CLOUDSYNC_ENCRYPTION_KEYS = [OTHER_KEY, KEY + "junk", KEY]
+    settings.CLOUDSYNC_API_KEY = api_key
+    settings.DEBUG = True
+    settings.SOCIALACCOUNT_STORE_TOKENS = True
+    provider.update(
+        APPS=[
+            {"client_id": "site-client", "secret": CLIENT_SECRET},
+            {"client_id": "", "secret": CLIENT_SECRET},
+        ],
+        OFFLINE_ACCESS=False,
+        OAUTH_PKCE_ENABLED=False,
+    )
+    return [OTHER_KEY, KEY, KEY + "junk", api_key, CLIENT_SECRET]
+
+
+@pytest.mark.parametrize(
+    "check",
+    [checks.check_encryption_keys, checks.check_provider, checks.check_api_key],
+    ids=lambda check: check.__name__,
+)
+def test_no_message_contains_a_key_or_secret(
+    settings: Any, provider: Any, check: Callable[[], list[CheckMessage]]
+) -> None:
+    secrets = misconfigure_everything(settings, provider)
+
+    messages = check()
+
+    assert messages  # the misconfiguration is reported...
+    text = text_of(messages) + repr(messages)
+    for secret in secrets:  # ...without the secrets in it
+        assert secret not in text
+        assert secret.rstrip("=") not in text
+
+
+def test_run_checks_reports_every_misconfiguration_without_a_secret(settings: Any, provider: Any) -> None:
+    secrets = misconfigure_everything(settings, provider)
+
+    messages = all_cloudsync_messages()
+
+    assert sorted(ids(messages)) == [
+        "django_cloudsync.E002",
+        "django_cloudsync.E003",
+        "django_cloudsync.E006",
+        "django_cloudsync.W002",
+        "django_cloudsync.W003",
+        "django_cloudsync.W004",
+        "django_cloudsync.W006",
+    ]
+    text = text_of(messages)
+    for secret in secrets:
+        assert secret not in text

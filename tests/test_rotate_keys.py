@@ -1,0 +1,465 @@
+"""``manage.py cloudsync_rotate_keys``: every token moves to the new key, in batches, resumably,
+without losing a refresh that happens at the same moment, and without hiding a row it cannot read."""
+
+from __future__ import annotations
+
+import io
+import re
+import threading
+import uuid
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from allauth.socialaccount.models import SocialAccount
+from django.contrib.auth import get_user_model
+from django.core.management import call_command
+from django.core.management.base import CommandError
+from django.db import connections, router
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from django_cloudsync import tokens
+from django_cloudsync.crypto import TokenCipher, key_id, parse_key
+from django_cloudsync.models import CloudSyncToken
+from django_cloudsync.testing.flow import sign_in
+
+pytestmark = pytest.mark.django_db(transaction=True, databases="__all__")
+
+OLD_KEY = "xCHPAMGPkhXrXVp3vGuk4K6Fm-3vQIz6qKdk1Ej2bL0="
+NEW_KEY = "g7f3n6m0z8dzuXg3DnDnS2R6c5z1C3o6r2D8o0w1F2E="
+STRAY_KEY = "Qk9HVVMta2V5LW5vYm9keS1oYXMtdGhpcy1rZXkhISE="
+OLD_ID, NEW_ID, STRAY_ID = (key_id(parse_key(k)) for k in (OLD_KEY, NEW_KEY, STRAY_KEY))
+
+
+class Terminal(io.StringIO):
+    """Captured output that says it is a terminal, as the progress bar requires."""
+
+    def isatty(self) -> bool:
+        return True
+
+
+def make_rows(count: int, *, prefix: str = "usr_bulk") -> dict[uuid.UUID, tuple[str, str]]:
+    """``count`` connected accounts under the current keys, created in bulk; their plaintext tokens by pk."""
+    User = get_user_model()
+    users = User.objects.bulk_create(
+        [User(username=f"{prefix}_{n}", email=f"{prefix}_{n}@example.com") for n in range(count)]
+    )
+    accounts = SocialAccount.objects.bulk_create(
+        [SocialAccount(user=user, provider="cloudsync", uid=f"{prefix}_{n}") for n, user in enumerate(users)]
+    )
+    rows, plaintexts = [], {}
+    for n, account in enumerate(accounts):
+        row = CloudSyncToken(user_id=account.user_id, social_account=account, account_id=account.uid)
+        access, refresh = f"at_test_{prefix}_{n}_access", f"rt_test_{prefix}_{n}_refresh"
+        row.set_tokens(access_token=access, refresh_token=refresh, expires_in=3600, scope="workspaces:read")
+        rows.append(row)
+        plaintexts[row.pk] = (access, refresh)
+    CloudSyncToken.objects.bulk_create(rows)
+    return plaintexts
+
+
+def rotate(*args: str, stdout: io.StringIO | None = None, stderr: io.StringIO | None = None) -> str:
+    out = stdout if stdout is not None else io.StringIO()
+    call_command("cloudsync_rotate_keys", *args, stdout=out, stderr=stderr or io.StringIO())
+    return out.getvalue()
+
+
+def ciphertexts() -> dict[uuid.UUID, tuple[str, str]]:
+    return {
+        pk: (access, refresh)
+        for pk, access, refresh in CloudSyncToken.objects.values_list(
+            "pk", "access_token_ciphertext", "refresh_token_ciphertext"
+        )
+    }
+
+
+def key_ids_in_use() -> dict[uuid.UUID, set[str]]:
+    cipher = TokenCipher([NEW_KEY])
+    return {
+        pk: {cipher.key_id_of(access), *([cipher.key_id_of(refresh)] if refresh else [])}
+        for pk, (access, refresh) in ciphertexts().items()
+    }
+
+
+def readable_tokens() -> dict[uuid.UUID, tuple[str, str | None]]:
+    """Every row's tokens, decrypted with the keys configured now."""
+    return {row.pk: (row.access_token(), row.refresh_token()) for row in CloudSyncToken.objects.all()}
+
+
+def signed_in_token(client: Any) -> CloudSyncToken:
+    assert sign_in(client).status_code == 302
+    return CloudSyncToken.objects.get()
+
+
+def test_rotation_moves_every_token_to_the_new_key_so_the_old_key_can_go(
+    client: Any, fake: Any, settings: Any
+) -> None:
+    settings.CLOUDSYNC_ENCRYPTION_KEYS = [OLD_KEY]
+    signed_in = signed_in_token(client)
+    plaintexts = make_rows(25)
+    plaintexts[signed_in.pk] = (signed_in.access_token(), signed_in.refresh_token())
+    before = {row.pk: (row.version, row.updated_at) for row in CloudSyncToken.objects.all()}
+
+    settings.CLOUDSYNC_ENCRYPTION_KEYS = [NEW_KEY, OLD_KEY]
+    output = rotate("--batch-size", "7")
+    settings.CLOUDSYNC_ENCRYPTION_KEYS = [NEW_KEY]
+
+    assert "Re-encrypted 26 rows" in output
+    assert set(map(frozenset, key_ids_in_use().values())) == {frozenset({NEW_ID})}
+    for row in CloudSyncToken.objects.all():
+        assert (row.access_token(), row.refresh_token()) == plaintexts[row.pk]
+        assert (row.version, row.updated_at) == before[row.pk]  # not "new tokens": nothing to refresh
+
+
+def test_the_rotated_account_still_works_against_cloudsync(client: Any, fake: Any, settings: Any) -> None:
+    settings.CLOUDSYNC_ENCRYPTION_KEYS = [OLD_KEY]
+    token = signed_in_token(client)
+    settings.CLOUDSYNC_ENCRYPTION_KEYS = [NEW_KEY, OLD_KEY]
+    rotate()
+    settings.CLOUDSYNC_ENCRYPTION_KEYS = [NEW_KEY]
+    CloudSyncToken.objects.filter(pk=token.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
+
+    refreshed = tokens.refresh_if_expired(CloudSyncToken.objects.get())  # uses the rotated refresh token
+
+    assert fake.counters["refreshes"] == 1
+    assert fake.counters["invalid_grants"] == 0
+    assert refreshed.access_token().startswith("at_test_")
+
+
+def test_a_second_run_re_encrypts_nothing(settings: Any) -> None:
+    settings.CLOUDSYNC_ENCRYPTION_KEYS = [OLD_KEY]
+    make_rows(10)
+    settings.CLOUDSYNC_ENCRYPTION_KEYS = [NEW_KEY, OLD_KEY]
+    rotate()
+    after_first = ciphertexts()
+
+    output = rotate()
+
+    assert "Re-encrypted 0 rows" in output
+    assert "10 were already under it" in output
+    assert ciphertexts() == after_first
+
+
+def test_rotation_stopped_at_a_limit_finishes_on_the_next_run_without_re_encrypting_twice(
+    settings: Any,
+) -> None:
+    settings.CLOUDSYNC_ENCRYPTION_KEYS = [OLD_KEY]
+    plaintexts = make_rows(20)
+    settings.CLOUDSYNC_ENCRYPTION_KEYS = [NEW_KEY, OLD_KEY]
+
+    first = rotate("--batch-size", "3", "--limit", "7")
+    done_first = {pk: pair for pk, pair in ciphertexts().items() if key_ids_in_use()[pk] == {NEW_ID}}
+    second = rotate("--batch-size", "3")
+
+    assert "Re-encrypted 7 rows" in first
+    assert "run the command again" in first
+    assert len(done_first) == 7
+    assert "Re-encrypted 13 rows" in second
+    assert "7 were already under it" in second
+    after = ciphertexts()
+    assert all(after[pk] == pair for pk, pair in done_first.items())  # untouched by the second run
+    settings.CLOUDSYNC_ENCRYPTION_KEYS = [NEW_KEY]
+    assert {
+        row.pk: (row.access_token(), row.refresh_token()) for row in CloudSyncToken.objects.all()
+    } == plaintexts
+
+
+def interrupt_at_update(number: int) -> Callable[..., Any]:
+    """A database execute wrapper: Ctrl-C arrives just before the ``number``-th ciphertext UPDATE."""
+    seen = 0
+
+    def wrapper(execute: Callable[..., Any], sql: str, params: Any, many: bool, context: Any) -> Any:
+        nonlocal seen
+        if sql.startswith("UPDATE") and "access_token_ciphertext" in sql:
+            seen += 1
+            if seen == number:
+                raise KeyboardInterrupt
+        return execute(sql, params, many, context)
+
+    return wrapper
+
+
+def test_an_interrupted_rotation_keeps_whole_batches_and_finishes_on_the_next_run(settings: Any) -> None:
+    settings.CLOUDSYNC_ENCRYPTION_KEYS = [OLD_KEY]
+    plaintexts = make_rows(12)
+    settings.CLOUDSYNC_ENCRYPTION_KEYS = [NEW_KEY, OLD_KEY]
+    connection = connections[router.db_for_write(CloudSyncToken)]
+    stdout = io.StringIO()
+
+    with connection.execute_wrapper(interrupt_at_update(7)), pytest.raises(CommandError) as raised:
+        rotate("--batch-size", "5", stdout=stdout)
+
+    assert raised.value.returncode == 130
+    assert "run the command again" in str(raised.value)
+    assert "Re-encrypted 5 rows" in stdout.getvalue()  # the first batch committed...
+    in_use = key_ids_in_use()
+    assert sorted(len([pk for pk in in_use if in_use[pk] == {kid}]) for kid in (NEW_ID, OLD_ID)) == [5, 7]
+    # ...the interrupted one rolled back whole, and the next run finishes the job.
+    assert "Re-encrypted 7 rows" in rotate("--batch-size", "5")
+    settings.CLOUDSYNC_ENCRYPTION_KEYS = [NEW_KEY]
+    assert {
+        row.pk: (row.access_token(), row.refresh_token()) for row in CloudSyncToken.objects.all()
+    } == plaintexts
+
+
+def refresh_in_another_worker(token: CloudSyncToken, outcome: dict[str, Any]) -> None:
+    """Refresh ``token`` in another thread, on its own connection as another worker would, and wait."""
+
+    def refresh() -> None:
+        try:
+            outcome["refreshed"] = tokens.refresh_if_expired(token)
+        except BaseException as exc:
+            outcome["error"] = exc
+        finally:
+            connections.close_all()
+
+    worker = threading.Thread(target=refresh)
+    worker.start()
+    worker.join(timeout=30)
+    assert not worker.is_alive()
+
+
+def before_first_write(action: Callable[[], None]) -> Callable[..., Any]:
+    """A database execute wrapper on the command's connection: runs ``action`` once, just
+    before the command's first write (after it read the row, before its compare-and-swap)."""
+    done = False
+
+    def wrapper(execute: Callable[..., Any], sql: str, params: Any, many: bool, context: Any) -> Any:
+        nonlocal done
+        if not done and sql.startswith("UPDATE") and "access_token_ciphertext" in sql:
+            done = True
+            action()
+        return execute(sql, params, many, context)
+
+    return wrapper
+
+
+@pytest.mark.parametrize("database", ["sqlite", "postgres"])
+def test_a_refresh_during_rotation_loses_nothing(
+    client: Any, fake: Any, settings: Any, request: pytest.FixtureRequest, database: str
+) -> None:
+    if database == "postgres":
+        request.getfixturevalue("on_postgres")
+    settings.CLOUDSYNC_ENCRYPTION_KEYS = [OLD_KEY]
+    token = signed_in_token(client)
+    CloudSyncToken.objects.filter(pk=token.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
+    token = CloudSyncToken.objects.get()
+    old_tokens = (token.access_token(), token.refresh_token())
+    settings.CLOUDSYNC_ENCRYPTION_KEYS = [NEW_KEY, OLD_KEY]  # the site and the command, deployed
+    outcome: dict[str, Any] = {}
+    connection = connections[router.db_for_write(CloudSyncToken)]
+
+    with connection.execute_wrapper(before_first_write(lambda: refresh_in_another_worker(token, outcome))):
+        output = rotate()
+
+    assert "error" not in outcome
+    refreshed = outcome["refreshed"]
+    assert fake.counters["refreshes"] == 1
+    assert "Re-encrypted 0 rows" in output  # the refresh wrote under the new key; nothing to redo
+    settings.CLOUDSYNC_ENCRYPTION_KEYS = [NEW_KEY]
+    stored = CloudSyncToken.objects.get()
+    assert stored.version == token.version + 1
+    assert stored.access_token() == refreshed.access_token() != old_tokens[0]
+    assert stored.refresh_token() == refreshed.refresh_token() != old_tokens[1]
+    # The stored refresh token is the live one: the next refresh works.
+    CloudSyncToken.objects.filter(pk=token.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
+    tokens.refresh_if_expired(CloudSyncToken.objects.get())
+    assert fake.counters["refreshes"] == 2
+    assert fake.counters["invalid_grants"] == 0
+
+
+def test_a_refresh_by_a_worker_still_on_the_old_key_is_re_encrypted_after_it(
+    client: Any, fake: Any, settings: Any
+) -> None:
+    # During a rolling deploy a worker may still encrypt with the old key: its write wins the
+    # race, and the command retries the row with the refreshed tokens.
+    settings.CLOUDSYNC_ENCRYPTION_KEYS = [OLD_KEY]
+    token = signed_in_token(client)
+    CloudSyncToken.objects.filter(pk=token.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
+    token = CloudSyncToken.objects.get()
+    outcome: dict[str, Any] = {}
+    connection = connections[router.db_for_write(CloudSyncToken)]
+    command_keys = [NEW_KEY, OLD_KEY]
+
+    def refresh_by_a_worker_on_the_old_key() -> None:
+        settings.CLOUDSYNC_ENCRYPTION_KEYS = [OLD_KEY]  # that worker's settings
+        try:
+            refresh_in_another_worker(token, outcome)
+        finally:
+            settings.CLOUDSYNC_ENCRYPTION_KEYS = command_keys
+
+    settings.CLOUDSYNC_ENCRYPTION_KEYS = command_keys
+    with connection.execute_wrapper(before_first_write(refresh_by_a_worker_on_the_old_key)):
+        output = rotate()
+
+    assert "error" not in outcome
+    assert "Re-encrypted 1 rows" in output
+    refreshed = (outcome["refreshed"].access_token(), outcome["refreshed"].refresh_token())
+    settings.CLOUDSYNC_ENCRYPTION_KEYS = [NEW_KEY]
+    stored = CloudSyncToken.objects.get()
+    assert key_ids_in_use()[stored.pk] == {NEW_ID}
+    assert stored.version == token.version + 1
+    assert (stored.access_token(), stored.refresh_token()) == refreshed
+
+
+def add_unreadable_rows(settings: Any) -> tuple[uuid.UUID, uuid.UUID]:
+    """One row under a key nobody configured, one whose ciphertext was copied from another row."""
+    keys = settings.CLOUDSYNC_ENCRYPTION_KEYS
+    settings.CLOUDSYNC_ENCRYPTION_KEYS = [STRAY_KEY]
+    (stray,) = make_rows(1, prefix="usr_stray")
+    settings.CLOUDSYNC_ENCRYPTION_KEYS = keys
+    donor, moved = make_rows(2, prefix="usr_moved")
+    CloudSyncToken.objects.filter(pk=moved).update(
+        access_token_ciphertext=CloudSyncToken.objects.get(pk=donor).access_token_ciphertext
+    )
+    return stray, moved
+
+
+def test_rows_no_key_can_decrypt_are_reported_by_id_kept_and_fail_the_command(settings: Any) -> None:
+    settings.CLOUDSYNC_ENCRYPTION_KEYS = [OLD_KEY]
+    make_rows(5)
+    stray, moved = add_unreadable_rows(settings)
+    untouched = {pk: ciphertexts()[pk] for pk in (stray, moved)}
+    settings.CLOUDSYNC_ENCRYPTION_KEYS = [NEW_KEY, OLD_KEY]
+    stdout, stderr = io.StringIO(), io.StringIO()
+
+    with pytest.raises(CommandError) as raised:
+        rotate("--batch-size", "2", stdout=stdout, stderr=stderr)
+
+    assert raised.value.returncode == 1
+    assert "2 rows cannot be decrypted" in str(raised.value)
+    errors_text = stderr.getvalue()
+    assert f"Row {stray} (CloudSync account usr_stray_0)" in errors_text
+    assert f"No configured key has id {STRAY_ID}" in errors_text
+    assert f"Row {moved} (CloudSync account usr_moved_1)" in errors_text
+    assert "Re-encrypted 6 rows" in stdout.getvalue()  # the readable rows were rotated all the same
+    assert {pk: ciphertexts()[pk] for pk in (stray, moved)} == untouched  # kept as they were
+    assert CloudSyncToken.objects.count() == 8
+
+
+def test_check_counts_rows_per_key_changes_nothing_and_passes_when_all_are_readable(settings: Any) -> None:
+    settings.CLOUDSYNC_ENCRYPTION_KEYS = [OLD_KEY]
+    make_rows(4, prefix="usr_old")
+    settings.CLOUDSYNC_ENCRYPTION_KEYS = [NEW_KEY, OLD_KEY]
+    make_rows(3, prefix="usr_new")
+    before = ciphertexts()
+    connection = connections[router.db_for_write(CloudSyncToken)]
+
+    with CaptureQueriesContext(connection) as queries:
+        output = rotate("--check", "--batch-size", "2")
+
+    assert f"key {NEW_ID} (encrypting key): 3 rows" in output
+    assert f"key {OLD_ID}: 4 rows" in output
+    assert "Rows to re-encrypt: 4" in output
+    assert "Rows no configured key can decrypt: 0" in output
+    assert ciphertexts() == before
+    assert not [q for q in queries.captured_queries if not q["sql"].startswith("SELECT")]
+
+
+def test_check_reports_unreadable_rows_by_id_and_exits_non_zero(settings: Any) -> None:
+    settings.CLOUDSYNC_ENCRYPTION_KEYS = [NEW_KEY]
+    make_rows(3)
+    stray, moved = add_unreadable_rows(settings)
+    stdout, stderr = io.StringIO(), io.StringIO()
+
+    with pytest.raises(CommandError) as raised:
+        rotate("--check", stdout=stdout, stderr=stderr)
+
+    assert raised.value.returncode == 1
+    assert str(stray) in stderr.getvalue()
+    assert str(moved) in stderr.getvalue()
+    assert "Rows no configured key can decrypt: 2" in stdout.getvalue()
+    assert f"key {NEW_ID} (encrypting key): 4 rows" in stdout.getvalue()
+    assert CloudSyncToken.objects.count() == 6
+
+
+def test_two_thousand_rows_are_rotated_in_bounded_batches(settings: Any) -> None:
+    settings.CLOUDSYNC_ENCRYPTION_KEYS = [OLD_KEY]
+    make_rows(2000)
+    settings.CLOUDSYNC_ENCRYPTION_KEYS = [NEW_KEY, OLD_KEY]
+    connection = connections[router.db_for_write(CloudSyncToken)]
+
+    with CaptureQueriesContext(connection) as queries:
+        output = rotate("--batch-size", "500")
+
+    assert "Re-encrypted 2000 rows" in output
+    statements = [q["sql"] for q in queries.captured_queries]
+    reads = [sql for sql in statements if sql.startswith("SELECT")]
+    writes = [sql for sql in statements if sql.startswith("UPDATE")]
+    # Never all rows at once: 2000 / 500 = 4 reads of at most 500 rows (and one to find the end).
+    assert len(reads) <= 5
+    assert all(re.search(r"LIMIT 500\b", sql) for sql in reads)
+    # One compare-and-swap per row, and nothing else but one transaction per batch.
+    assert len(writes) == 2000
+    assert len(statements) <= len(reads) + len(writes) + 2 * 4
+    assert {frozenset(ids) for ids in key_ids_in_use().values()} == {frozenset({NEW_ID})}
+
+
+def test_a_progress_bar_is_drawn_only_on_a_terminal(settings: Any) -> None:
+    settings.CLOUDSYNC_ENCRYPTION_KEYS = [OLD_KEY]
+    make_rows(6)
+    settings.CLOUDSYNC_ENCRYPTION_KEYS = [NEW_KEY, OLD_KEY]
+
+    on_terminal = rotate("--batch-size", "2", stdout=Terminal())
+    in_a_pipe = rotate("--check", "--batch-size", "2")
+
+    assert "\r" in on_terminal
+    assert f"[{'#' * 30}] 6/6 rows" in on_terminal
+    assert "Re-encrypted 6 rows" in on_terminal
+    assert "\r" not in in_a_pipe
+    assert "#" not in in_a_pipe
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--batch-size", "0"], "--batch-size must be at least 1"),
+        (["--limit", "0"], "--limit must be at least 1"),
+        (["--database", "nowhere"], "There is no database 'nowhere'"),
+    ],
+)
+def test_bad_options_are_refused_with_a_message(args: list[str], message: str) -> None:
+    with pytest.raises(CommandError, match=re.escape(message)):
+        rotate(*args)
+
+
+def test_without_keys_the_command_says_what_to_set(settings: Any) -> None:
+    settings.CLOUDSYNC_ENCRYPTION_KEYS = []
+
+    with pytest.raises(CommandError, match="CLOUDSYNC_ENCRYPTION_KEYS"):
+        rotate()
+
+
+def test_a_malformed_key_is_refused_without_printing_it(settings: Any) -> None:
+    malformed = NEW_KEY[:-4] + "!!!="
+    settings.CLOUDSYNC_ENCRYPTION_KEYS = [malformed, OLD_KEY]
+
+    with pytest.raises(CommandError) as raised:
+        rotate()
+
+    assert malformed not in str(raised.value)
+    assert OLD_KEY not in str(raised.value)
+
+
+def test_the_output_never_contains_a_token_or_key(settings: Any) -> None:
+    settings.CLOUDSYNC_ENCRYPTION_KEYS = [OLD_KEY]
+    plaintexts = make_rows(3)
+    add_unreadable_rows(settings)
+    settings.CLOUDSYNC_ENCRYPTION_KEYS = [NEW_KEY, OLD_KEY]
+    stored = ciphertexts()
+    stdout, stderr = Terminal(), io.StringIO()
+
+    with pytest.raises(CommandError) as raised:
+        rotate(stdout=stdout, stderr=stderr)
+    with pytest.raises(CommandError):
+        rotate("--check", stdout=stdout, stderr=stderr)
+
+    text = stdout.getvalue() + stderr.getvalue() + str(raised.value)
+    secrets = [
+        *(s for pair in plaintexts.values() for s in pair),
+        *(s for pair in stored.values() for s in pair),
+    ]
+    for secret in [*secrets, OLD_KEY, NEW_KEY, STRAY_KEY]:
+        assert not secret or secret not in text
