@@ -132,6 +132,15 @@ def check_provider(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
                 id="django_cloudsync.W002",
             )
         )
+    environment = provider.get("ENVIRONMENT")
+    if environment is not None and environment not in (dialect.LIVE, dialect.TEST):
+        messages.append(
+            Error(
+                "SOCIALACCOUNT_PROVIDERS['cloudsync']['ENVIRONMENT'] must be 'live' or 'test'.",
+                hint="Leave it out to infer it from AUTH_URL (live only for CloudSync's own server).",
+                id="django_cloudsync.E009",
+            )
+        )
     if not conf.offline_access():
         messages.append(
             CheckWarning(

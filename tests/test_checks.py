@@ -207,6 +207,20 @@ def test_allauth_storing_its_own_tokens_is_w002(settings: Any, provider: Any) ->
     assert ids(checks.check_provider()) == ["django_cloudsync.W002"]
 
 
+@pytest.mark.parametrize("value", ["production", "LIVE", 1])
+def test_an_unknown_environment_is_e009(provider: Any, value: Any) -> None:
+    provider["ENVIRONMENT"] = value
+
+    assert ids(checks.check_provider()) == ["django_cloudsync.E009"]
+
+
+@pytest.mark.parametrize("value", ["live", "test"])
+def test_a_known_environment_passes(provider: Any, value: Any) -> None:
+    provider["ENVIRONMENT"] = value
+
+    assert ids(checks.check_provider()) == []
+
+
 def test_offline_access_off_is_w003(provider: Any) -> None:
     provider["OFFLINE_ACCESS"] = False
 

@@ -54,8 +54,8 @@ def site_environment() -> str:
     server (a sandbox, the fake). A site behind a proxy to production sets ``"live"`` itself.
     """
     configured = conf.provider_settings().get("ENVIRONMENT")
-    if isinstance(configured, str) and configured.lower() in (dialect.LIVE, dialect.TEST):
-        return configured.lower()
+    if configured in (dialect.LIVE, dialect.TEST):  # anything else is check E009
+        return str(configured)
     return dialect.LIVE if conf.auth_url() == dialect.DEFAULT_AUTH_URL.rstrip("/") else dialect.TEST
 
 
