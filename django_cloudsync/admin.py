@@ -8,7 +8,7 @@ appear in no list, form, history entry or page.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.contrib import admin, messages
 from django.contrib.auth import get_user_model
@@ -34,8 +34,14 @@ _SHOWN_FIELDS = (
 )
 
 
+if TYPE_CHECKING:
+    TokenModelAdmin = admin.ModelAdmin[CloudSyncToken]
+else:  # ModelAdmin is generic only in django-stubs
+    TokenModelAdmin = admin.ModelAdmin
+
+
 @admin.register(CloudSyncToken)
-class CloudSyncTokenAdmin(admin.ModelAdmin):
+class CloudSyncTokenAdmin(TokenModelAdmin):
     list_display = ("account_id", "user", "environment", "scope", "expires_at", "refreshed_at")
     list_filter = ("environment",)
     list_select_related = ("user",)
@@ -147,10 +153,10 @@ class CloudSyncTokenAdmin(admin.ModelAdmin):
         forgotten = list(queryset.select_related("user"))
         # Logged before the rows go; a log entry keeps the row's str() (account and environment).
         if hasattr(self, "log_deletions"):  # Django 5.1+
-            self.log_deletions(request, forgotten)
-        else:
+            self.log_deletions(request, queryset)
+        else:  # Django 4.2 and 5.0
             for token in forgotten:
-                self.log_deletion(request, token, str(token))
+                self.log_deletion(request, token, str(token))  # type: ignore[attr-defined]
         for token in forgotten:
             tokens.forget(token)
         self.message_user(

@@ -303,7 +303,7 @@ class CloudSync:
             # The server said when; waiting less would likely be refused again, and waiting
             # longer than a request can afford is worse than failing fast with RateLimited.
             return retry_after if retry_after <= self.MAX_RETRY_AFTER else None
-        delay = min(self.BACKOFF_CAP, self._backoff * 2 ** (attempt - 1))
+        delay = min(self.BACKOFF_CAP, self._backoff * 2.0 ** (attempt - 1))
         # Up to 10% jitter so clients that failed together do not retry in lockstep. Not a
         # security use of randomness.
         return delay + random.uniform(0, delay / 10)  # noqa: S311

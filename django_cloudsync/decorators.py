@@ -62,7 +62,7 @@ def cloudsync_required(view: Any = None, *, scopes: str | Iterable[str] = ()) ->
             # its error reports.
             attach(request)
             protect_error_reports(request)
-            client = request.user.cloudsync
+            client = request.user.cloudsync  # type: ignore[attr-defined]  # attach() added it
             granted = set(client.scopes or ()) if client is not None else set()
             missing = [scope for scope in required if scope not in granted]
             if client is None or missing:

@@ -40,7 +40,7 @@ if TYPE_CHECKING:
     from .client import CloudSync
 
 
-class UserWithCloudSync(SimpleLazyObject):
+class UserWithCloudSync(SimpleLazyObject):  # type: ignore[type-arg]
     """``request.user``, still lazy, with a lazy ``cloudsync`` attribute.
 
     Setting an attribute on ``request.user`` would load the user (a query on every request);
@@ -53,7 +53,8 @@ class UserWithCloudSync(SimpleLazyObject):
         # type(), not isinstance(): isinstance() asks a lazy object for its __class__, and that
         # loads the user (a query) on requests that never use it.
         if issubclass(type(user), cls):
-            return user
+            proxy: UserWithCloudSync = user
+            return proxy
         if issubclass(type(user), SimpleLazyObject):
             # Share its loader rather than wrap the lazy object: code that reloads the user by
             # resetting ``request.user._wrapped`` (allauth's headless API does, after swapping
@@ -92,7 +93,8 @@ def attach(request: HttpRequest) -> None:
             "request.user is not set: put CloudSyncMiddleware after "
             "django.contrib.auth.middleware.AuthenticationMiddleware."
         ) from None
-    request.user = UserWithCloudSync.wrapping(user)
+    # A proxy of a User or AnonymousUser, which stubs cannot express.
+    request.user = UserWithCloudSync.wrapping(user)  # type: ignore[assignment]
 
 
 @functools.lru_cache(maxsize=8)

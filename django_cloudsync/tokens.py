@@ -17,6 +17,11 @@ exactly one worker may refresh at a time, and every other worker must wait and u
 
 Faults lose nothing: a timeout, a 5xx or garbage from the token endpoint leaves the row as it
 was. Only ``invalid_grant`` forgets the tokens, and then ``reauthorization_required`` is sent.
+
+A sign-in stores its tokens differently: in the caller's transaction (the account allauth just
+saved may exist only there), with no lock, by a compare-and-swap on ``version``: if a refresh
+commits first, the sign-in re-reads the row and writes again, so the newest grant wins. Two
+queries, as allauth's own token storage needs.
 """
 
 from __future__ import annotations
@@ -29,10 +34,10 @@ import zlib
 from collections.abc import Callable
 from datetime import datetime
 from datetime import timezone as dt_timezone
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 from django.db import OperationalError, connections, router, transaction
-from django.db.models import F
+from django.db.models import F, QuerySet
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
@@ -58,6 +63,7 @@ def _local_lock(key: object) -> threading.Lock:
 # requests in the session (a pending signup form). It only ever holds it sealed.
 
 _PENDING_PURPOSE = "django_cloudsync.sociallogin"
+_STORE_ATTEMPTS = 5
 
 
 @sensitive_variables("response", "payload")
@@ -96,25 +102,54 @@ def store_from_sociallogin(sociallogin: SocialLogin) -> CloudSyncToken | None:
         scope = sociallogin.state.get("requested_scope")
     issued_at = datetime.fromtimestamp(payload["issued_at"], tz=dt_timezone.utc)
 
-    def write() -> CloudSyncToken:
-        row = _lock_row(CloudSyncToken.objects.filter(social_account=account))
-        if row is None:
-            row = CloudSyncToken(social_account=account, account_id=account.uid)
-        row.user_id = account.user_id
-        row.set_tokens(
-            access_token=payload["access_token"],
-            refresh_token=payload["refresh_token"],
-            expires_in=payload["expires_in"],
-            scope=scope,
-            now=issued_at,
-        )
-        row.save()
-        return row
+    new_tokens = {
+        "access_token": payload["access_token"],
+        "refresh_token": payload["refresh_token"],
+        "expires_in": payload["expires_in"],
+        "scope": scope,
+        "now": issued_at,
+    }
 
-    with _local_lock(account.uid):
-        row = _in_own_transaction(write)
-    logger.info("Stored CloudSync tokens for account %s (scope: %s)", row.account_id, row.scope)
-    return row
+    def write() -> CloudSyncToken | None:
+        row = CloudSyncToken.objects.filter(social_account=account).first()
+        if row is None:
+            row = CloudSyncToken(social_account=account, account_id=account.uid, user_id=account.user_id)
+            row.set_tokens(**new_tokens)
+            row.save(force_insert=True)
+            return row
+        seen = row.version
+        row.user_id = account.user_id
+        row.set_tokens(**new_tokens)
+        return row if _replace_if_unchanged(row, seen) else None
+
+    # The sign-in writes in the caller's transaction (the SocialAccount allauth just saved may
+    # exist only there), without a lock: a compare-and-swap on `version` against a refresh
+    # that commits first; then we re-read and write again, so the newest sign-in wins.
+    db = router.db_for_write(CloudSyncToken)
+    for _attempt in range(_STORE_ATTEMPTS):
+        row = with_lock_retries(db, write, atomic=False)
+        if row is not None:
+            logger.info("Stored CloudSync tokens for account %s (scope: %s)", row.account_id, row.scope)
+            return row
+    raise errors.CloudSyncError("The CloudSync tokens changed too often to be stored; sign in again")
+
+
+def _replace_if_unchanged(row: CloudSyncToken, seen_version: int) -> bool:
+    """Write ``row``'s tokens if its stored ``version`` is still ``seen_version`` (one UPDATE)."""
+    return (
+        CloudSyncToken.objects.filter(pk=row.pk, version=seen_version).update(
+            user_id=row.user_id,
+            access_token_ciphertext=row.access_token_ciphertext,
+            refresh_token_ciphertext=row.refresh_token_ciphertext,
+            scope=row.scope,
+            environment=row.environment,
+            expires_at=row.expires_at,
+            lifetime=row.lifetime,
+            version=row.version,
+            updated_at=timezone.now(),
+        )
+        == 1
+    )
 
 
 # Refresh.
@@ -202,7 +237,8 @@ def _client_credentials() -> dict[str, str]:
     from allauth.socialaccount.models import SocialApp
 
     try:
-        app = get_adapter().get_app(None, provider=conf.PROVIDER_ID)
+        # No request: outside a request (a task, a command) every app counts, not a site's.
+        app = get_adapter().get_app(None, provider=conf.PROVIDER_ID)  # type: ignore[arg-type]
     except SocialApp.DoesNotExist:
         raise errors.ConfigurationError(
             "No CloudSync app: set SOCIALACCOUNT_PROVIDERS['cloudsync']['APPS']"
@@ -213,7 +249,7 @@ def _client_credentials() -> dict[str, str]:
 # Locking and transactions.
 
 
-def _lock_row(queryset: Any) -> CloudSyncToken | None:
+def _lock_row(queryset: QuerySet[CloudSyncToken]) -> CloudSyncToken | None:
     """Lock and return the row of ``queryset`` (or ``None``), inside the current transaction."""
     db = queryset.db
     if connections[db].features.has_select_for_update:
@@ -236,34 +272,45 @@ def _in_own_transaction(work: Callable[[], T]) -> T:
     )
     if not inside_caller_transaction:
         return with_lock_retries(db, work)
-    outcome: dict[str, Any] = {}
+    results: list[T] = []
+    failures: list[BaseException] = []
 
     def run() -> None:
         try:
-            outcome["result"] = with_lock_retries(db, work)
+            results.append(with_lock_retries(db, work))
         except BaseException as exc:  # handed to the caller's thread below
-            outcome["error"] = exc
+            failures.append(exc)
         finally:
             connections[db].close()
 
     thread = threading.Thread(target=run, name="django-cloudsync-refresh", daemon=True)
     thread.start()
     thread.join()
-    if "error" in outcome:
-        raise outcome["error"]
-    return outcome["result"]
+    if failures:
+        raise failures[0]
+    return results[0]
 
 
-def with_lock_retries(db: str, work: Callable[[], T]) -> T:
-    # On SQLite a waiting writer gives up after its busy timeout ("database is locked"); keep
-    # waiting, bounded, for as long as a refresh can take.
+def with_lock_retries(db: str, work: Callable[[], T], *, atomic: bool = True) -> T:
+    """Run ``work`` (in a transaction of its own if ``atomic``), waiting out SQLite's write lock.
+
+    On SQLite a waiting writer gives up after its busy timeout ("database is locked"); keep
+    waiting, bounded, for as long as a refresh can take. Inside a caller's transaction the error
+    cannot be retried (the transaction is broken) and is raised.
+    """
     connect, read = conf.timeout()
     deadline = time.monotonic() + connect + read + 5
     while True:
         try:
+            if not atomic:
+                return work()
             with transaction.atomic(using=db):
                 return work()
         except OperationalError as exc:
-            if connections[db].vendor != "sqlite" or "locked" not in str(exc) or time.monotonic() > deadline:
+            connection = connections[db]
+            retryable = (
+                connection.vendor == "sqlite" and "locked" in str(exc) and not connection.in_atomic_block
+            )
+            if not retryable or time.monotonic() > deadline:
                 raise
             time.sleep(0.05)

@@ -27,7 +27,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from allauth.socialaccount.models import SocialLogin, SocialToken
-from allauth.socialaccount.providers.base import ProviderException
+from allauth.socialaccount.providers.base.provider import ProviderException
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest
 from django.views.decorators.debug import sensitive_variables

@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from allauth.socialaccount.providers.base import AuthProcess, ProviderAccount, ProviderException
+from allauth.socialaccount.providers.base.constants import AuthProcess
+from allauth.socialaccount.providers.base.provider import ProviderAccount, ProviderException
 from allauth.socialaccount.providers.oauth2.provider import OAuth2Provider
 from django.http import HttpRequest, HttpResponse
 

@@ -13,8 +13,8 @@ from typing import Any
 
 from allauth.socialaccount.helpers import render_authentication_error
 from allauth.socialaccount.models import SocialApp, SocialLogin, SocialToken
-from allauth.socialaccount.providers.base import ProviderException
 from allauth.socialaccount.providers.base.constants import AuthError
+from allauth.socialaccount.providers.base.provider import ProviderException
 from allauth.socialaccount.providers.oauth2.client import OAuth2Client, OAuth2Error
 from allauth.socialaccount.providers.oauth2.views import (
     OAuth2Adapter,
@@ -64,14 +64,14 @@ class CloudSyncOAuth2Adapter(OAuth2Adapter):
 
     # Read at call time, so the URLs follow settings (and override_settings in tests).
     @property
-    def authorize_url(self) -> str:  # type: ignore[override]
+    def authorize_url(self) -> str:
         return conf.auth_url() + dialect.AUTHORIZE_PATH
 
     @property
     def access_token_url(self) -> str:  # type: ignore[override]
         return conf.auth_url() + dialect.TOKEN_PATH
 
-    def parse_token(self, data: oauth.TokenResponse) -> SocialToken:  # type: ignore[override]
+    def parse_token(self, data: oauth.TokenResponse) -> SocialToken:
         # Only for the /v1/me call below; complete_login seals it before anything keeps it.
         return SocialToken(token=data.access_token)
 
