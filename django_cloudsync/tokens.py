@@ -13,7 +13,8 @@ exactly one worker may refresh at a time, and every other worker must wait and u
 * The refresh commits in a transaction of its own. If the caller is inside a transaction (for
   example ``ATOMIC_REQUESTS``), the refresh runs on a separate connection: otherwise the lock
   would last until the view ends, and a rollback of the view would throw away tokens that
-  CloudSync has already rotated.
+  CloudSync has already rotated. (SQLite cannot do this: a connection cannot commit while
+  another holds an open transaction, so there the refresh joins the caller's transaction.)
 
 Faults lose nothing: a timeout, a 5xx or garbage from the token endpoint leaves the row as it
 was. Only ``invalid_grant`` forgets the tokens, and then ``reauthorization_required`` is sent.
@@ -261,7 +262,13 @@ def _lock_row(queryset: QuerySet[CloudSyncToken]) -> CloudSyncToken | None:
 
 
 def _in_own_transaction(work: Callable[[], T]) -> T:
-    """Run ``work`` in a transaction that commits on its own, whatever the caller's transaction."""
+    """Run ``work`` in a transaction that commits on its own, whatever the caller's transaction.
+
+    Inside a caller's transaction the work runs on a second connection, in a thread of its own.
+    Not on SQLite: there the caller's open transaction holds a read lock that keeps any other
+    connection from committing, so the work runs inside it (a rollback of the caller then rolls
+    the refresh back too; see the README on ``ATOMIC_REQUESTS``).
+    """
     db = router.db_for_write(CloudSyncToken)
     connection = connections[db]
     inside_caller_transaction = connection.in_atomic_block and not all(
@@ -270,7 +277,7 @@ def _in_own_transaction(work: Callable[[], T]) -> T:
         getattr(block, "_from_testcase", False)
         for block in connection.atomic_blocks
     )
-    if not inside_caller_transaction:
+    if not inside_caller_transaction or connection.vendor == "sqlite":
         return with_lock_retries(db, work)
     results: list[T] = []
     failures: list[BaseException] = []

@@ -144,25 +144,28 @@ def test_a_rejected_token_is_refreshed_once_even_if_not_expired(client: Any, fak
     assert second.version == first.version == token.version + 1
 
 
-def test_refresh_inside_the_callers_transaction_survives_its_rollback(client: Any, fake: Any) -> None:
+@pytest.mark.postgres
+def test_refresh_inside_the_callers_transaction_survives_its_rollback(
+    on_postgres: str, client: Any, fake: Any
+) -> None:
     token = expire(signed_in_token(client))
 
     class ViewFailed(Exception):
         pass
 
-    def view() -> CloudSyncToken:
+    seen: list[CloudSyncToken] = []
+
+    def view() -> None:
         with transaction.atomic():  # as under ATOMIC_REQUESTS
-            refreshed = tokens.refresh_if_expired(token)
-            view.refreshed = refreshed  # type: ignore[attr-defined]
+            seen.append(tokens.refresh_if_expired(token))
             raise ViewFailed
 
     with pytest.raises(ViewFailed):
-        view()
-    refreshed = view.refreshed  # type: ignore[attr-defined]
+        view()  # the refresh committed on a connection of its own
 
     stored = CloudSyncToken.objects.get()
     assert stored.version == token.version + 1
-    assert stored.access_token() == refreshed.access_token()
+    assert stored.access_token() == seen[0].access_token()
 
 
 # Exactly one refresh per expiry, however many ask at once.
@@ -262,3 +265,20 @@ def test_many_processes_and_threads_refresh_once_on_postgresql(
     outputs = run_workers(token, cloudsync_server.url, on_postgres, processes=4, threads=8, tmp=tmp_path)
 
     assert_one_refresh(outputs, fake, expected=32)
+
+
+@pytest.mark.parametrize("database", ["default", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_sign_in_and_refresh_work_under_atomic_requests(
+    request: pytest.FixtureRequest, client: Any, fake: Any, monkeypatch: pytest.MonkeyPatch, database: str
+) -> None:
+    if database == "postgres":
+        request.getfixturevalue("on_postgres")
+    monkeypatch.setitem(connections[database].settings_dict, "ATOMIC_REQUESTS", True)
+
+    token = expire(signed_in_token(client))  # stored in the view's transaction, with its account
+    response = client.get("/workspaces/")  # refreshed on a connection of its own, then used
+
+    assert response.status_code == 200
+    assert response.json()["connected"] is True
+    assert fake.counters["refreshes"] == 1
+    assert CloudSyncToken.objects.get().version == token.version + 1
