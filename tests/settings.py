@@ -84,6 +84,8 @@ if _postgres_url:
         "PASSWORD": _url.password or "",
         "HOST": _url.hostname or "127.0.0.1",
         "PORT": str(_url.port or 5432),
+        # One test database per run, so that parallel runs (tox, a second terminal) do not collide.
+        "TEST": {"NAME": f"test_cloudsync_{os.getpid()}"},
     }
 
 DATABASE_ROUTERS = ["tests.routers.SelectableDatabaseRouter"]
