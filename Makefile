@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint
+.PHONY: demo test lint bench soak
 
 $(BIN)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,16 @@ demo: $(BIN)/.installed
 test: $(BIN)/.installed
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+## make lint: ruff (lint and format) and mypy --strict.
 lint: $(BIN)/.installed
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+## make bench: the benchmark suite's table (benchmarks/README.md).
+bench: $(BIN)/.installed
+	$(BIN)/python -m benchmarks
+
+## make soak: the soak test, short form (python -m soak --help for the long one).
+soak: $(BIN)/.installed
+	$(BIN)/python -m soak --quick

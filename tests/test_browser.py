@@ -9,6 +9,7 @@ into ``docs/screenshots/``.
 
 from __future__ import annotations
 
+import os
 import re
 import struct
 from collections.abc import Iterator
@@ -29,6 +30,9 @@ if TYPE_CHECKING:
     from playwright.sync_api import BrowserContext, Page
 
 _missing = missing_browser_reason()
+if _missing is not None and os.environ.get("CLOUDSYNC_REQUIRE_BROWSER") == "1":
+    # CI sets this: there a missing browser is a broken setup, not a reason to skip.
+    pytest.fail(f"browser tests are required (CLOUDSYNC_REQUIRE_BROWSER=1): {_missing}", pytrace=False)
 pytestmark = pytest.mark.skipif(_missing is not None, reason=f"browser tests: {_missing}")
 
 SIGN_IN = "Sign in with CloudSync"
