@@ -40,6 +40,11 @@ if TYPE_CHECKING:
     from .client import CloudSync
 
 
+#: ``object``'s own ``__class__`` setter. A lazy object's ``__class__`` attribute is a property
+#: that answers for the wrapped user, so ``user.__class__ = ...`` would load the user.
+_set_class = object.__dict__["__class__"].__set__
+
+
 class UserWithCloudSync(SimpleLazyObject):  # type: ignore[type-arg]
     """``request.user``, still lazy, with a lazy ``cloudsync`` attribute.
 
@@ -55,6 +60,9 @@ class UserWithCloudSync(SimpleLazyObject):  # type: ignore[type-arg]
         if issubclass(type(user), cls):
             proxy: UserWithCloudSync = user
             return proxy
+        if type(user) is SimpleLazyObject:
+            _adopt(user)
+            return user  # type: ignore[return-value]  # now of this class
         if issubclass(type(user), SimpleLazyObject):
             # Share its loader rather than wrap the lazy object: code that reloads the user by
             # resetting ``request.user._wrapped`` (allauth's headless API does, after swapping
@@ -87,14 +95,27 @@ def attach(request: HttpRequest) -> None:
     ``request.user``.
     """
     try:
-        user = request.user
+        user: Any = request.user  # a lazy object, which the stubs do not express
     except AttributeError:
         raise ImproperlyConfigured(
             "request.user is not set: put CloudSyncMiddleware after "
             "django.contrib.auth.middleware.AuthenticationMiddleware."
         ) from None
-    # A proxy of a User or AnonymousUser, which stubs cannot express.
-    request.user = UserWithCloudSync.wrapping(user)  # type: ignore[assignment]
+    if type(user) is SimpleLazyObject:
+        _adopt(user)  # the path of every request: no call more than needed
+    else:
+        # A proxy of a User or AnonymousUser, which stubs cannot express.
+        request.user = UserWithCloudSync.wrapping(user)  # type: ignore[assignment]
+
+
+def _adopt(user: SimpleLazyObject) -> None:  # type: ignore[type-arg]
+    """Make AuthenticationMiddleware's lazy user a :class:`UserWithCloudSync`, in place.
+
+    The subclass only adds attributes, so the object stays valid; nothing is allocated or
+    loaded. The benchmark's "time per request with the middleware, view not using it" (at most
+    2% more) is measured on this path.
+    """
+    _set_class(user, UserWithCloudSync)
 
 
 @functools.lru_cache(maxsize=8)
@@ -134,7 +155,8 @@ class CloudSyncMiddleware:
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         attach(request)
-        protect_error_reports(request)
+        if settings.DEBUG:  # with DEBUG off, Django's own filter is already active
+            protect_error_reports(request)
         return self.get_response(request)
 
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:

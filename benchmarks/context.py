@@ -1,0 +1,31 @@
+"""What every benchmark is handed: the fake CloudSync, the databases, and how hard to try."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from django_cloudsync.testing import FakeCloudSync, FakeCloudSyncServer
+
+
+@dataclass
+class Context:
+    server: FakeCloudSyncServer
+    workdir: Path
+    #: ``"postgres"`` when the PostgreSQL database is there, else ``None`` ...
+    postgres_alias: str | None
+    #: ... and then why not, shown in the skipped rows.
+    postgres_skip_reason: str
+    quick: bool
+    rotation_rows: int
+
+    @property
+    def fake(self) -> FakeCloudSync:
+        return self.server.fake
+
+    def databases(self) -> list[tuple[str, str | None, str]]:
+        """(label, alias or ``None`` if skipped, skip reason) for SQLite, then PostgreSQL."""
+        return [
+            ("SQLite", "default", ""),
+            ("PostgreSQL", self.postgres_alias, self.postgres_skip_reason),
+        ]
