@@ -19,8 +19,9 @@ from django.test import Client, override_settings
 from django.urls import reverse
 
 from django_cloudsync.testing.flow import consent
+from tests import routers
 
-from . import routers, seed
+from . import seed
 from .baseline import PROVIDER_ID as BASELINE_PROVIDER_ID
 from .context import Context
 from .measure import QueryCounter

@@ -100,7 +100,7 @@ if _postgres_url and _postgres_db:
         "PORT": str(_url.port or 5432),
     }
 
-DATABASE_ROUTERS = ["benchmarks.routers.SelectedDatabaseRouter"]
+DATABASE_ROUTERS = ["tests.routers.SelectableDatabaseRouter"]
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"

@@ -21,8 +21,5 @@ def on_postgres(request: pytest.FixtureRequest, settings: Any) -> Iterator[str]:
         pytest.skip(
             "PostgreSQL tests need CLOUDSYNC_TEST_POSTGRES_URL (e.g. postgres://postgres@127.0.0.1:5432/test)"
         )
-    routers.selected_alias = "postgres"
-    try:
-        yield "postgres"
-    finally:
-        routers.selected_alias = "default"
+    with routers.database("postgres") as alias:
+        yield alias

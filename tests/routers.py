@@ -1,11 +1,14 @@
-"""A test-only router: every model goes to the alias the running test selected.
+"""A router for the tests and benchmarks: every model goes to the alias the running code selected.
 
-The PostgreSQL tests select ``postgres`` so the app's own code (which routes through
-``django.db.router`` like any reusable app should) runs there unchanged.
+django-cloudsync routes through ``django.db.router`` like any reusable app; selecting an alias
+here moves allauth, the sessions and the app together, so the app's own code runs unchanged on
+PostgreSQL in the PostgreSQL tests and benchmarks.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 selected_alias = "default"
@@ -23,3 +26,14 @@ class SelectableDatabaseRouter:
 
     def allow_migrate(self, db: str, app_label: str, **hints: Any) -> bool:
         return True
+
+
+@contextmanager
+def database(alias: str) -> Iterator[str]:
+    """Send every query to ``alias`` inside the block."""
+    global selected_alias
+    previous, selected_alias = selected_alias, alias
+    try:
+        yield alias
+    finally:
+        selected_alias = previous

@@ -15,7 +15,7 @@ from django.urls import reverse
 from django_cloudsync import errors
 from django_cloudsync.decorators import cloudsync_required
 from django_cloudsync.models import CloudSyncToken
-from django_cloudsync.testing.flow import consent, sign_in
+from django_cloudsync.testing.flow import follow_consent, sign_in
 
 pytestmark = pytest.mark.django_db
 
@@ -50,16 +50,6 @@ def assert_consent_redirect(response: Any, *, next_url: str, scope: str | None) 
     assert query["process"] == "connect"
     assert query["next"] == next_url
     assert query.get("scope") == scope
-
-
-def follow_consent(client: Client, location: str) -> Any:
-    """Through allauth's "Continue" page (a form POSTing to the same URL) and the fake's consent."""
-    page = client.get(location)
-    assert page.status_code == 200
-    assert b'method="post"' in page.content
-    authorize = client.post(location)
-    assert authorize.status_code == 302
-    return client.get(consent(authorize["Location"]))
 
 
 def connected_with(scopes: list[str]) -> Any:

@@ -813,6 +813,53 @@ def test_a_fault_that_cannot_happen_is_refused(
         cloudsync_fake.fail_next(endpoint, kind, times=times)
 
 
+def test_respond_next_answers_once_with_exactly_the_scripted_response(
+    http: requests.Session, url: str, cloudsync_fake: FakeCloudSync
+) -> None:
+    tokens = sign_in(http, url)
+    cloudsync_fake.respond_next(
+        "me", 299, b"\xff not json", [("Content-Type", "text/x-odd"), ("Retry-After", "\xb2")]
+    )
+    cloudsync_fake.respond_next("token", 200, b'{"token_type": "mac"}')  # no Content-Type at all
+
+    scripted = call(http, url, dialect.ME_PATH, tokens["access_token"])
+    assert (scripted.status_code, scripted.content) == (299, b"\xff not json")
+    assert (scripted.headers["Content-Type"], scripted.headers["Retry-After"]) == ("text/x-odd", "\xb2")
+    assert scripted.headers["Cache-Control"] == "no-store"
+    untyped = refresh(http, url, tokens["refresh_token"])
+    assert (untyped.status_code, untyped.content) == (200, b'{"token_type": "mac"}')
+    assert "Content-Type" not in untyped.headers
+
+    # Each was answered once; the same connection then serves the real answers.
+    assert call(http, url, dialect.ME_PATH, tokens["access_token"]).json()["id"] == "usr_ada"
+    assert refresh(http, url, tokens["refresh_token"]).status_code == 200
+    counters = cloudsync_fake.counters
+    assert (counters["faults_injected"], counters["refreshes"], counters["connections"]) == (2, 1, 1)
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "status", "body", "headers"),
+    [
+        ("oauth", 200, b"", None),
+        ("api", 100, b"", None),
+        ("api", 600, b"", None),
+        ("api", 204, b"body", None),
+        ("api", 200, "text", None),
+        ("api", 200, b"", [("Content-Length", "99")]),
+        ("api", 200, b"", [("Bad Name", "x")]),
+        ("api", 200, b"", [("X-Split", "a\r\nSet-Cookie: x=1")]),
+        ("api", 200, b"", [("X-Wide", "\u20ac")]),
+    ],
+)
+def test_a_scripted_response_http_cannot_carry_is_refused(
+    cloudsync_fake: FakeCloudSync, endpoint: str, status: int, body: Any, headers: Any
+) -> None:
+    with pytest.raises(ValueError):  # noqa: PT011 - the message is not the contract
+        cloudsync_fake.respond_next(endpoint, status, body, headers)
+
+    assert cloudsync_fake.counters["faults_injected"] == 0
+
+
 # --------------------------------------------------------------------------- the server
 
 

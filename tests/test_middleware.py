@@ -23,7 +23,7 @@ from django.views.debug import ExceptionReporter, SafeExceptionReporterFilter
 from django_cloudsync import crypto, errors, signals
 from django_cloudsync.middleware import CloudSyncMiddleware, UserWithCloudSync
 from django_cloudsync.models import CloudSyncToken
-from django_cloudsync.testing.flow import consent, sign_in
+from django_cloudsync.testing.flow import follow_consent, sign_in
 from tests import views
 
 pytestmark = pytest.mark.django_db
@@ -43,19 +43,6 @@ def an_hour_later(token: CloudSyncToken, fake: Any) -> None:
     """The stored access token has expired, here and at CloudSync."""
     CloudSyncToken.objects.filter(pk=token.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
     fake.expire_access_tokens()
-
-
-def follow_consent(client: Client, location: str) -> Any:
-    """Follow a redirect to allauth's CloudSync login URL through the fake's consent, back to the site.
-
-    allauth answers the GET with a "Continue" page whose form POSTs to the same URL.
-    """
-    page = client.get(location)
-    assert page.status_code == 200
-    assert b'method="post"' in page.content
-    authorize = client.post(location)
-    assert authorize.status_code == 302
-    return client.get(consent(authorize["Location"]))
 
 
 def query_of(url: str) -> dict[str, str]:

@@ -149,6 +149,7 @@ def test_no_log_record_contains_a_secret_when_the_refresh_after_a_401_gets_garba
 # production (DEBUG = False), and the technical 500 page a developer sees (DEBUG = True). Django
 # ignores @sensitive_variables when DEBUG is on; CloudSyncMiddleware turns the filter back on.
 
+
 @contextmanager
 def database_fails_when_saving_tokens() -> Iterator[None]:
     """The database fails at the moment new tokens are saved: an unexpected exception raised

@@ -87,6 +87,19 @@ def consent(authorize_url: str, *, decision: str = "allow", user_id: str | None 
     return str(answer.headers["Location"])
 
 
+def follow_consent(client: Any, location: str, *, decision: str = "allow", user_id: str | None = None) -> Any:
+    """Follow a redirect to the site's CloudSync login URL (from ``@cloudsync_required``, or a
+    re-authorization) through allauth's "Continue" page and the fake's consent; returns the
+    site's answer to the callback."""
+    page = client.get(location)
+    if page.status_code != 200 or b'method="post"' not in page.content:
+        raise AssertionError(f"Expected allauth's Continue page at {location}, got {page.status_code}")
+    authorize = client.post(location)
+    if authorize.status_code != 302:
+        raise AssertionError(f"The login view answered {authorize.status_code}, not a redirect")
+    return client.get(consent(authorize["Location"], decision=decision, user_id=user_id))
+
+
 def sign_in(
     client: Any,
     *,
