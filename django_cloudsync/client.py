@@ -455,6 +455,8 @@ def _error_for(response: requests.Response, token: str, retry_after: float | Non
     code, description = _error_body(response)
     challenge = _bearer_challenge(response.headers.get("WWW-Authenticate", ""))
     code = code or _clean_code(challenge.get("error"))
+    if code and token and token in code:
+        code = None
     description = _scrub(description or challenge.get("error_description"), token)
     details: dict[str, Any] = {"status": status, "error": code, "description": description}
     if status == 401:
@@ -517,7 +519,7 @@ def _retry_after(response: requests.Response) -> float | None:
     value = response.headers.get("Retry-After", "").strip()
     if not value:
         return None
-    if value.isdigit():
+    if value.isascii() and value.isdigit():
         return float(value)
     try:
         when = email.utils.parsedate_to_datetime(value)

@@ -25,13 +25,18 @@ _session: requests.Session | None = None
 USER_AGENT = "django-cloudsync"
 
 
+class _NoRedirectSession(requests.Session):
+    def get_redirect_target(self, resp: requests.Response) -> None:
+        return None  # never follow one, and never let requests read a redirect's body unbounded
+
+
 def get_session() -> requests.Session:
     """The process-wide pooled session, created on first use."""
     global _session
     if _session is None:
         with _lock:
             if _session is None:
-                session = requests.Session()
+                session = _NoRedirectSession()
                 adapter = HTTPAdapter(pool_connections=4, pool_maxsize=32, max_retries=0)
                 session.mount("https://", adapter)
                 session.mount("http://", adapter)
@@ -109,7 +114,7 @@ def parse_json(response: requests.Response) -> Any:
         raise errors.InvalidResponse("CloudSync did not answer with JSON", status=response.status_code)
     try:
         return json.loads(response.content)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise errors.InvalidResponse("CloudSync sent invalid JSON", status=response.status_code) from None
 
 

@@ -56,14 +56,16 @@ class TokenResponse:
         expires_in = data.get("expires_in")
         if expires_in is not None:
             # bool is an int in Python; "3600" as a string is tolerated, 3600.5 is not.
-            if isinstance(expires_in, str) and expires_in.isdigit():
+            if isinstance(expires_in, str) and re.fullmatch(r"[0-9]{1,10}", expires_in):
                 expires_in = int(expires_in)
             if not isinstance(expires_in, int) or isinstance(expires_in, bool):
                 raise errors.InvalidResponse("The token response has an invalid expires_in")
             if not 0 < expires_in <= _MAX_EXPIRES_IN:
                 raise errors.InvalidResponse("The token response has an out-of-range expires_in")
         scope = data.get("scope")
-        if scope is not None and (not isinstance(scope, str) or len(scope) > _MAX_SCOPE_LENGTH):
+        if scope is not None and (
+            not isinstance(scope, str) or len(scope) > _MAX_SCOPE_LENGTH or "\x00" in scope
+        ):
             raise errors.InvalidResponse("The token response has an invalid scope")
         return cls(
             access_token=access_token,
@@ -108,7 +110,7 @@ def refresh(*, refresh_token: str, client_id: str, client_secret: str) -> TokenR
     )
 
 
-@sensitive_variables("body")
+@sensitive_variables()
 def _request_token(body: dict[str, str]) -> TokenResponse:
     response = send(
         "POST",
@@ -119,10 +121,17 @@ def _request_token(body: dict[str, str]) -> TokenResponse:
     status = response.status_code
     if status in (200, 201):
         return TokenResponse.from_json(parse_json(response))
-    if status >= 500:
-        raise errors.ServerError(status=status, error=_error_code(response))
+    # A server may echo what it was sent; nothing from the request body reaches our errors.
+    sent = [value for key, value in body.items() if key not in ("grant_type", "client_id", "redirect_uri")]
     error = _error_code(response)
+    if error and any(secret in error for secret in sent):
+        error = None
+    if status >= 500:
+        raise errors.ServerError(status=status, error=error)
     description = _error_description(response)
+    for secret in sent:
+        if description:
+            description = description.replace(secret, "[redacted]")
     if error == dialect.INVALID_GRANT:
         raise errors.InvalidGrant(status=status, error=error, description=description)
     if 400 <= status < 500 and error:

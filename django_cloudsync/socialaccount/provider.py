@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeGuard
 
 from allauth.socialaccount.providers.base.constants import AuthProcess
 from allauth.socialaccount.providers.base.provider import ProviderAccount, ProviderException
@@ -83,17 +83,22 @@ class CloudSyncProvider(OAuth2Provider):
 
     def extract_uid(self, data: dict[str, Any]) -> str:
         uid = data.get("id")
-        if not isinstance(uid, str) or not 0 < len(uid) <= MAX_ACCOUNT_ID_LENGTH:
+        if not _storable(uid) or not 0 < len(uid) <= MAX_ACCOUNT_ID_LENGTH:
             raise ProviderException("CloudSync sent a profile without a valid account id")
         return uid
 
     def extract_common_fields(self, data: dict[str, Any]) -> dict[str, Any]:
         # allauth validates the email and splits `name` into first and last name.
-        return {key: value for key in ("email", "name") if isinstance(value := data.get(key), str)}
+        return {key: value for key in ("email", "name") if _storable(value := data.get(key))}
 
     def extract_extra_data(self, data: dict[str, Any]) -> dict[str, Any]:
         # Keep the profile, not whatever else the response may carry.
-        return {key: data[key] for key in ("id", "email", "name") if key in data}
+        return {key: value for key in ("id", "email", "name") if _storable(value := data.get(key))}
+
+
+def _storable(value: Any) -> TypeGuard[str]:
+    """A string every database can store (PostgreSQL refuses NUL characters in text)."""
+    return isinstance(value, str) and "\x00" not in value
 
 
 provider_classes = [CloudSyncProvider]

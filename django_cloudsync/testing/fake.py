@@ -54,6 +54,9 @@ FAULT_KINDS: Final = (
     "invalid_grant",
     "malformed_profile",
 )
+#: The fault kind of an answer scripted with :meth:`FakeCloudSync.respond_next` (it carries its own
+#: response, so it is not one of ``FAULT_KINDS``).
+SCRIPTED: Final = "scripted"
 DEFAULT_TIMEOUT_DELAY: Final = 3.0
 #: Authorization codes live this long (seconds), as RFC 6749 §4.1.2 recommends at most 10 minutes.
 DEFAULT_CODE_LIFETIME: Final = 60.0
@@ -119,6 +122,11 @@ _MAINTENANCE_PAGE: Final = (
     b"<body><h1>We'll be right back</h1></body></html>\n"
 )
 _TRUNCATED_JSON: Final = b'{"data": [{"id": "ws_'
+#: RFC 9110 §5.6.2 ``token``: what a header name may be made of.
+_HEADER_NAME: Final = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+#: Headers the server frames a response with: a scripted one would contradict the real body and
+#: break the keep-alive connection for the requests after it.
+_FRAMING_HEADERS: Final = frozenset({"content-length", "transfer-encoding", "connection"})
 
 
 def _test_prefix(prefixes: dict[str, str]) -> str:
@@ -191,6 +199,8 @@ class _Fault:
     retry_after: int | str | None
     #: How many more requests this fault answers; ``None`` means until cleared.
     remaining: int | None
+    #: The exact answer of a ``SCRIPTED`` fault (see ``respond_next``); ``None`` for the named kinds.
+    response: _Response | None = None
 
 
 @dataclass(frozen=True)
@@ -251,7 +261,11 @@ class _Response:
 
     @property
     def status_line(self) -> str:
-        return f"{self.status} {HTTPStatus(self.status).phrase}"
+        try:
+            phrase = HTTPStatus(self.status).phrase
+        except ValueError:  # a scripted answer may use a code that HTTPStatus does not name
+            phrase = "Unknown"
+        return f"{self.status} {phrase}"
 
     def wsgi_headers(self) -> list[tuple[str, str]]:
         """The headers with the common ones and an exact ``Content-Length`` (keep-alive needs it)."""
@@ -646,6 +660,43 @@ class FakeCloudSync:
             raise ValueError("times must be a positive integer")
         self._add_fault(endpoint, _Fault(kind, retry_after, times))
 
+    def respond_next(
+        self, endpoint: str, status: int, body: bytes = b"", headers: list[tuple[str, str]] | None = None
+    ) -> None:
+        """Answer the next request to ``endpoint`` with exactly this response, once.
+
+        For answers the named fault kinds do not cover: any final status (200-599, named or not),
+        any body, any headers. Nothing is added but ``Content-Length`` and the common no-store
+        headers: without a ``Content-Type`` in ``headers`` the answer has none. It queues with the
+        faults of ``endpoint`` (same endpoints, same order) and counts in ``faults_injected``.
+        A 1xx is refused (the client would wait for a final answer), and so are a body on a 204
+        or 304, framing headers (``Content-Length``, ``Transfer-Encoding``, ``Connection``) and
+        header lines that HTTP/1.1 cannot carry: each would break the connection, not the client.
+        """
+        _check_endpoint(endpoint)
+        if isinstance(status, bool) or not isinstance(status, int) or not 200 <= status <= 599:
+            raise ValueError("status must be a final HTTP status code, 200-599")
+        if not isinstance(body, bytes):
+            raise ValueError("body must be bytes")
+        if body and status in (204, 304):
+            raise ValueError("a 204 or 304 answer has no body")
+        checked: list[tuple[str, str]] = []
+        for name, value in headers or []:
+            if not isinstance(name, str) or not _HEADER_NAME.fullmatch(name):
+                raise ValueError("a header name must be an HTTP token")
+            if name.lower() in _FRAMING_HEADERS:
+                raise ValueError(f"{name} is the server's to send")
+            if not isinstance(value, str) or any(c in value for c in "\r\n\x00"):
+                raise ValueError(f"the value of {name} must be one header line")
+            try:
+                value.encode("latin-1")
+            except UnicodeEncodeError:
+                raise ValueError(f"the value of {name} must be Latin-1, as HTTP/1.1 sends it") from None
+            checked.append((name, value))
+        fault = _Fault(SCRIPTED, None, 1, response=_Response(status, body, checked))
+        with self._lock:
+            self._faults[endpoint].append(fault)
+
     def fail_always(self, endpoint: str, kind: str, retry_after: int | str | None = None) -> None:
         """Answer every request to ``endpoint`` with fault ``kind`` until :meth:`clear_faults`."""
         self._add_fault(endpoint, _Fault(kind, retry_after, None))
@@ -657,8 +708,7 @@ class FakeCloudSync:
                 queue.clear()
 
     def _add_fault(self, endpoint: str, fault: _Fault) -> None:
-        if endpoint not in FAULT_ENDPOINTS:
-            raise ValueError(f"endpoint must be one of {', '.join(FAULT_ENDPOINTS)}")
+        _check_endpoint(endpoint)
         if fault.kind not in FAULT_KINDS:
             raise ValueError(f"kind must be one of {', '.join(FAULT_KINDS)}")
         if fault.kind == dialect.INVALID_GRANT and endpoint != "token":
@@ -688,6 +738,8 @@ class FakeCloudSync:
 
     def _fault_response(self, fault: _Fault) -> _Response:
         """What the client sees for an injected fault. Runs outside the lock (it may sleep)."""
+        if fault.response is not None:
+            return dataclasses.replace(fault.response, headers=list(fault.response.headers))
         if fault.kind == "timeout":
             time.sleep(max(0.0, float(self.timeout_delay)))
             return _html_response(504, _GATEWAY_TIMEOUT_PAGE)
@@ -1167,6 +1219,11 @@ class FakeCloudSync:
         if user_id is not None and not isinstance(user_id, str):
             raise ValueError("user_id must be a string")
         return {"revoked": self.revoke_tokens(user_id)}
+
+
+def _check_endpoint(endpoint: str) -> None:
+    if endpoint not in FAULT_ENDPOINTS:
+        raise ValueError(f"endpoint must be one of {', '.join(FAULT_ENDPOINTS)}")
 
 
 def _require_scope(token: _AccessToken, scope: str) -> _Response | None:
