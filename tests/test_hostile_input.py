@@ -38,6 +38,7 @@ from datetime import timedelta
 from typing import Any, TypeVar
 from urllib.parse import parse_qs, quote, quote_plus, urlsplit
 
+import django
 import pytest
 from allauth.account.models import EmailAddress
 from allauth.socialaccount.models import SocialAccount, SocialToken
@@ -687,7 +688,9 @@ queries = st.one_of(
         Query,
         st.lists(parameters, max_size=6).map(tuple),
         st.sampled_from([b"&", b";", b"&&"]),
-        st.one_of(st.just(0), st.integers(990, 1100)),
+        # Django 4.2 answers more than DATA_UPLOAD_MAX_NUMBER_FIELDS with a 500 of its own (its
+        # error mail handler re-reads request.GET); 5.0 and later refuse them with a 400.
+        st.one_of(st.just(0), st.integers(990, 1100) if django.VERSION >= (5, 0) else st.integers(0, 900)),
     ),
     st.builds(Query, garbage=st.binary(max_size=200)),
 )

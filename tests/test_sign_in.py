@@ -173,6 +173,15 @@ def test_user_without_email_can_sign_in(client: Any, fake: Any) -> None:
     assert CloudSyncToken.objects.get().account_id == "usr_noemail"
 
 
+def test_user_without_name_or_email_gets_a_username_from_the_account_id(client: Any, fake: Any) -> None:
+    fake.add_user("usr_nameless", None, None)
+
+    response = sign_in(client, user_id="usr_nameless")
+
+    assert response.status_code == 302
+    assert User.objects.get().get_username() == "usr_nameless"
+
+
 def test_connect_links_cloudsync_to_the_signed_in_user(client: Any, fake: Any) -> None:
     user = User.objects.create_user("grace", "grace@example.com", "pw")
     client.force_login(user)

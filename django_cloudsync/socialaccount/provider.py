@@ -89,7 +89,12 @@ class CloudSyncProvider(OAuth2Provider):
 
     def extract_common_fields(self, data: dict[str, Any]) -> dict[str, Any]:
         # allauth validates the email and splits `name` into first and last name.
-        return {key: value for key in ("email", "name") if _storable(value := data.get(key))}
+        fields = {key: value for key in ("email", "name") if _storable(value := data.get(key))}
+        if not fields.get("name", "").strip() and "@" not in fields.get("email", ""):
+            # Nothing to make a username from: older allauth releases give up (a 500) rather
+            # than fall back, so offer the account id.
+            fields["username"] = data["id"]
+        return fields
 
     def extract_extra_data(self, data: dict[str, Any]) -> dict[str, Any]:
         # Keep the profile, not whatever else the response may carry.
