@@ -176,6 +176,7 @@ def check_provider(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
                 id="django_cloudsync.E006",
             )
         )
+    messages += _check_app_redirect_uris(provider.get("APP_REDIRECT_URIS"))
     if not settings.DEBUG:
         for name, url in (("AUTH_URL", conf.auth_url()), ("API_URL", conf.api_url())):
             if not _is_https_or_loopback(url):
@@ -188,6 +189,40 @@ def check_provider(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
                     )
                 )
     return messages
+
+
+def _check_app_redirect_uris(value: Any) -> list[CheckMessage]:
+    if not value:
+        return []
+    setting = "SOCIALACCOUNT_PROVIDERS['cloudsync']['APP_REDIRECT_URIS']"
+    hint = (
+        "Use the redirect URIs of your apps' authorization requests (RFC 8252 §7): a claimed "
+        "https URI (best), a private-use scheme named after a domain you own "
+        "(com.example.app:/callback), or http on a loopback address."
+    )
+    if not isinstance(value, (list, tuple)):
+        return [Error(f"{setting} must be a list of URIs.", hint=hint, id="django_cloudsync.E010")]
+    messages: list[CheckMessage] = [
+        Error(f"{setting}[{position}] is not an app's redirect URI.", hint=hint, id="django_cloudsync.E010")
+        for position, uri in enumerate(value)
+        if not _is_app_redirect_uri(uri)
+    ]
+    if not conf.headless_serves_apps():
+        messages.append(
+            CheckWarning(
+                f"{setting} is set, but allauth.headless does not serve apps: none can sign in with a code.",
+                hint="Install allauth.headless with 'app' in HEADLESS_CLIENTS, or remove APP_REDIRECT_URIS.",
+                id="django_cloudsync.W007",
+            )
+        )
+    return messages
+
+
+def _is_app_redirect_uri(uri: Any) -> bool:
+    if not dialect.is_redirect_uri(uri):
+        return False
+    # A private-use scheme, https, or plain http only on a loopback address (RFC 8252 §8.3).
+    return urlsplit(uri).scheme not in ("http", "https") or _is_https_or_loopback(uri)
 
 
 def _apps_are_complete(apps_setting: Any) -> bool:

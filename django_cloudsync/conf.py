@@ -49,6 +49,30 @@ def offline_access() -> bool:
     return bool(provider_settings().get("OFFLINE_ACCESS", True))
 
 
+def app_redirect_uris() -> list[str]:
+    """``APP_REDIRECT_URIS`` (default ``[]``): the redirect URIs of the site's own apps.
+
+    An app signs in with an authorization code only if it got the code for one of these
+    (headless, :func:`django_cloudsync.socialaccount.app_tokens.verify_app_code`); empty turns that off.
+    """
+    value = provider_settings().get("APP_REDIRECT_URIS") or []
+    if not isinstance(value, (list, tuple)):  # check E010
+        return []
+    return [uri for uri in value if isinstance(uri, str)]
+
+
+def headless_serves_apps() -> bool:
+    """Whether ``allauth.headless`` is installed with the ``app`` client (allauth's default)."""
+    from django.apps import apps
+
+    if not apps.is_installed("allauth.headless"):
+        return False
+    from allauth.headless import app_settings as headless_settings
+    from allauth.headless.constants import Client
+
+    return Client.APP in headless_settings.CLIENTS
+
+
 def timeout() -> tuple[float, float]:
     """``CLOUDSYNC_TIMEOUT``: seconds, or a (connect, read) pair. Never ``None``: no call waits forever."""
     value = getattr(settings, "CLOUDSYNC_TIMEOUT", DEFAULT_TIMEOUT)

@@ -8,8 +8,11 @@ The provider, the API client and the fake CloudSync all read these names; none h
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import re
 from typing import Final, Literal
+from urllib.parse import urlsplit
 
 DEFAULT_AUTH_URL: Final = "https://auth.cloudsync.io"
 DEFAULT_API_URL: Final = "https://api.cloudsync.io"
@@ -42,6 +45,10 @@ API_KEY_PREFIXES: Final = {"sk_live_": LIVE, "sk_test_": TEST}
 #: What a token or key may look like: RFC 6750 §2.1 ``b64token``, at most 4 KiB. It travels in an
 #: HTTP header, so anything else (a newline, a space) is refused before it is stored or sent.
 TOKEN_PATTERN: Final = re.compile(r"[A-Za-z0-9\-._~+/]{1,4096}=*")
+#: A PKCE code verifier, and an S256 code challenge: RFC 7636 §4.1 and §4.2.
+PKCE_VALUE_PATTERN: Final = re.compile(r"[A-Za-z0-9\-._~]{43,128}")
+#: An app's private-use URI scheme is a reverse domain name it controls (RFC 8252 §7.1).
+_PRIVATE_USE_SCHEME = re.compile(r"[a-z][a-z0-9+\-]*(?:\.[a-z0-9+\-]+)+", re.IGNORECASE)
 
 # RFC 6749 §5.2 error codes at the token endpoint, and the API's own error codes.
 INVALID_GRANT: Final = "invalid_grant"
@@ -58,6 +65,30 @@ def environment_of(secret: str, prefixes: dict[str, str]) -> str | None:
         if secret.startswith(prefix):
             return environment
     return None
+
+
+def s256_challenge(verifier: str) -> str:
+    """The PKCE ``S256`` code challenge of ``verifier``: BASE64URL-NOPAD(SHA256(verifier)), RFC 7636 §4.2."""
+    digest = hashlib.sha256(verifier.encode("ascii")).digest()
+    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+
+
+def is_redirect_uri(value: object) -> bool:
+    """Whether CloudSync can send an authorization response to ``value``.
+
+    An absolute ``http``/``https`` URI with a host (a website, or an app's claimed HTTPS or
+    loopback URI), or an app's private-use scheme such as ``com.example.app:/callback``
+    (RFC 8252 §7); never with a fragment (RFC 6749 §3.1.2).
+    """
+    if not isinstance(value, str) or not value or "#" in value:
+        return False
+    try:
+        parts = urlsplit(value)
+    except ValueError:
+        return False
+    if parts.scheme in ("http", "https"):
+        return bool(parts.netloc)
+    return bool(_PRIVATE_USE_SCHEME.fullmatch(parts.scheme)) and len(value) > len(parts.scheme) + 1
 
 
 def split_scope(scope: str | None) -> list[str]:

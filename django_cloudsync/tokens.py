@@ -191,7 +191,7 @@ def _refresh(
             row.delete()
             return None, "forgotten"
         try:
-            response = oauth.refresh(refresh_token=refresh_token, **_client_credentials())
+            response = oauth.refresh(refresh_token=refresh_token, **client_credentials())
         except errors.InvalidGrant:
             # The row was read under the lock, so no other worker has refreshed with this
             # refresh token: CloudSync really refused it (revoked, expired, or reused).
@@ -232,7 +232,8 @@ def forget(token: CloudSyncToken) -> None:
     logger.info("Forgot the CloudSync tokens of account %s", token.account_id)
 
 
-def _client_credentials() -> dict[str, str]:
+def client_credentials() -> dict[str, str]:
+    """The site's CloudSync ``client_id`` and ``client_secret``, as the token endpoint takes them."""
     # allauth's own lookup, so SocialApp rows in the database work as well as APPS in settings.
     from allauth.socialaccount.adapter import get_adapter
     from allauth.socialaccount.models import SocialApp

@@ -106,6 +106,11 @@ SOCIALACCOUNT_PROVIDERS = {
         "SCOPE": ["workspaces:read"],
         "AUTH_URL": "http://127.0.0.1:9",
         "API_URL": "http://127.0.0.1:9",
+        # The site's own apps (headless "app code" sign-in): a private-use scheme and a claimed URI.
+        "APP_REDIRECT_URIS": [
+            "com.example.cloudsync:/oauth2redirect",
+            "https://app.example.com/oauth/cloudsync",
+        ],
     }
 }
 

@@ -18,7 +18,7 @@ from django.test import Client
 
 from django_cloudsync.models import CloudSyncToken
 from django_cloudsync.sources import client_for
-from django_cloudsync.testing.flow import consent
+from django_cloudsync.testing.flow import app_authorization, consent
 
 pytestmark = pytest.mark.django_db
 
@@ -55,6 +55,34 @@ def errors_of(response: Any) -> list[dict[str, Any]]:
     body = response.json()
     assert body["status"] == 400
     return body["errors"]
+
+
+def app_signed_in_with_a_password(client: Client) -> tuple[Any, str]:
+    """A new user Grace, and the session token of an app she signed in to with her password."""
+    user = User.objects.create_user("grace", "grace@example.com", "a-long-enough-password")
+    login = client.post(
+        "/_allauth/app/v1/auth/login",
+        json.dumps({"username": "grace", "password": "a-long-enough-password"}),
+        content_type="application/json",
+    )
+    return user, login.json()["meta"]["session_token"]
+
+
+def assert_signed_in_as_ada_with_a_session_token(response: Any) -> None:
+    """allauth's authenticated answer to an app, for the fake's default user."""
+    assert response.status_code == 200, response.content
+    body = response.json()
+    assert body["meta"]["is_authenticated"] is True
+    assert body["meta"]["session_token"]
+    assert body["data"]["user"]["email"] == "ada@example.com"
+    assert body["data"]["methods"][0]["provider"] == "cloudsync"
+
+
+def assert_refused_before_cloudsync_is_asked(response: Any, fake: Any, error: tuple[str, str]) -> None:
+    """A 400 with ``error`` (code, param) among allauth's errors; CloudSync never asked; nothing kept."""
+    assert error in [(each["code"], each.get("param")) for each in errors_of(response)]
+    assert fake.counters["api_calls"] == fake.counters["token_requests"] == 0
+    assert nothing_persisted()
 
 
 def nothing_persisted() -> bool:
@@ -160,12 +188,7 @@ def test_app_signs_in_with_its_access_token_and_gets_a_session_token(client: Cli
         ),
     )
 
-    assert response.status_code == 200, response.content
-    body = response.json()
-    assert body["meta"]["is_authenticated"] is True
-    assert body["meta"]["session_token"]
-    assert body["data"]["user"]["email"] == "ada@example.com"
-    assert body["data"]["methods"][0]["provider"] == "cloudsync"
+    assert_signed_in_as_ada_with_a_session_token(response)
     token = CloudSyncToken.objects.get()
     assert (token.account_id, token.user.email) == ("usr_ada", "ada@example.com")
     assert token.access_token() == issued["access_token"]
@@ -186,13 +209,7 @@ def test_app_session_token_authenticates_the_apps_next_requests(client: Client, 
 
 
 def test_app_connects_cloudsync_to_the_user_signed_in_with_a_password(client: Client, fake: Any) -> None:
-    user = User.objects.create_user("grace", "grace@example.com", "a-long-enough-password")
-    login = client.post(
-        "/_allauth/app/v1/auth/login",
-        json.dumps({"username": "grace", "password": "a-long-enough-password"}),
-        content_type="application/json",
-    )
-    session_token = login.json()["meta"]["session_token"]
+    user, session_token = app_signed_in_with_a_password(client)
     issued = fake.issue_tokens()
 
     response = client.post(
@@ -423,9 +440,7 @@ def test_missing_or_malformed_fields_are_refused(
 ) -> None:
     response = post_app_token(client, body)
 
-    assert (code, param) in [(error["code"], error.get("param")) for error in errors_of(response)]
-    assert fake.counters["api_calls"] == 0
-    assert nothing_persisted()
+    assert_refused_before_cloudsync_is_asked(response, fake, (code, param))
 
 
 @pytest.mark.parametrize(
@@ -496,3 +511,284 @@ def test_config_lists_cloudsync_for_both_flows(client: Client, fake: Any) -> Non
     }
 
     assert flows["cloudsync"]["flows"] == ["provider_redirect", "provider_token"]
+
+
+# The app's authorization code with PKCE (the "app" client, at our endpoint beside allauth's).
+
+APP_CODE_URL = "/accounts/cloudsync/app/code"
+APP_REDIRECT_URI = "com.example.cloudsync:/oauth2redirect"
+
+
+def post_app_code(client: Client, body: Any, **headers: Any) -> Any:
+    return client.post(APP_CODE_URL, json.dumps(body), content_type="application/json", **headers)
+
+
+def app_code_body(token: dict[str, Any], *, process: str = "login") -> dict[str, Any]:
+    return {"process": process, "token": token}
+
+
+def authorized_app(fake: Any, **kwargs: Any) -> dict[str, str]:
+    """The ``token`` object of an app that just got a code from CloudSync's consent page."""
+    return app_authorization(APP_REDIRECT_URI, **kwargs).token(fake.client_id)
+
+
+def test_app_signs_in_with_a_code_and_gets_a_session_token(client: Client, fake: Any) -> None:
+    response = post_app_code(client, app_code_body(authorized_app(fake)))
+
+    assert_signed_in_as_ada_with_a_session_token(response)
+    session_token = response.json()["meta"]["session_token"]
+    assert Client().get(APP_SESSION_URL, HTTP_X_SESSION_TOKEN=session_token).status_code == 200
+
+
+def test_app_code_is_exchanged_in_cloudsyncs_dialect_with_the_apps_verifier_and_redirect_uri(
+    client: Client, fake: Any
+) -> None:
+    authorized = authorized_app(fake)
+
+    post_app_code(client, app_code_body(authorized))
+
+    assert fake.last_token_request == {
+        "grant_type": "authorization_code",
+        "client_id": fake.client_id,
+        "client_secret": "***",
+        "code": authorized["code"],
+        "redirect_uri": APP_REDIRECT_URI,
+        "code_verifier": authorized["code_verifier"],
+    }
+    assert fake.counters["code_exchanges"] == 1
+    assert fake.counters["api_calls_by_path"] == {"/v1/me": 1}
+
+
+def test_app_code_gives_the_site_its_own_grant_with_a_refresh_token(client: Client, fake: Any) -> None:
+    post_app_code(client, app_code_body(authorized_app(fake, scope="workspaces:read offline_access")))
+    token = CloudSyncToken.objects.get()
+    assert token.refresh_token() is not None
+    assert token.scopes == ["workspaces:read", "offline_access"]
+    fake.expire_access_tokens()
+
+    workspaces = client_for(token.user).workspaces()
+
+    assert [workspace["name"] for workspace in workspaces] == ["Personal", "Team"]
+    assert fake.counters["refreshes"] == 1
+
+
+def test_app_code_tokens_are_stored_only_encrypted(client: Client, fake: Any) -> None:
+    post_app_code(client, app_code_body(authorized_app(fake)))
+    token = CloudSyncToken.objects.get()
+
+    assert not SocialToken.objects.exists()
+    assert stored_anywhere(token.access_token()) == []
+    assert stored_anywhere(token.refresh_token()) == []
+
+
+def test_app_code_of_a_returning_user_signs_in_the_same_user(client: Client, fake: Any) -> None:
+    post_app_code(client, app_code_body(authorized_app(fake)))
+    first = CloudSyncToken.objects.get()
+
+    response = post_app_code(Client(), app_code_body(authorized_app(fake)))
+
+    assert response.status_code == 200, response.content
+    assert User.objects.count() == 1
+    second = CloudSyncToken.objects.get()
+    assert second.user == first.user
+    assert second.access_token() != first.access_token()
+
+
+def test_app_code_connects_cloudsync_to_the_user_signed_in_with_a_password(client: Client, fake: Any) -> None:
+    user, session_token = app_signed_in_with_a_password(client)
+
+    response = post_app_code(
+        client, app_code_body(authorized_app(fake), process="connect"), HTTP_X_SESSION_TOKEN=session_token
+    )
+
+    assert response.status_code == 200, response.content
+    token = CloudSyncToken.objects.get()
+    assert (token.user, token.account_id) == (user, "usr_ada")
+
+
+def test_app_code_signs_in_the_account_that_consented(client: Client, fake: Any) -> None:
+    fake.add_user("usr_grace", email="grace@example.com", name="Grace Hopper")
+
+    post_app_code(client, app_code_body(authorized_app(fake, user_id="usr_grace")))
+
+    assert CloudSyncToken.objects.get().account_id == "usr_grace"
+    assert User.objects.get().email == "grace@example.com"
+
+
+def test_app_code_works_with_token_authentication_turned_off(
+    client: Client, fake: Any, settings: Any
+) -> None:
+    # TOKEN_AUTHENTICATION governs allauth's access-token endpoint only: a site can take codes
+    # (its own grant) and refuse other apps' access tokens.
+    settings.SOCIALACCOUNT_PROVIDERS["cloudsync"]["TOKEN_AUTHENTICATION"] = False
+
+    response = post_app_code(client, app_code_body(authorized_app(fake)))
+
+    assert response.status_code == 200, response.content
+
+
+@pytest.mark.parametrize(
+    ("change", "code"),
+    [
+        pytest.param({"client_id": None}, "client_id_required", id="no-client-id"),
+        pytest.param({"client_id": "another-client"}, "invalid_token", id="another-client-id"),
+        pytest.param({"code": None}, "invalid_token", id="no-code"),
+        pytest.param({"code": "a code with spaces"}, "invalid_token", id="malformed-code"),
+        pytest.param({"code": ["list"]}, "invalid_token", id="code-not-a-string"),
+        pytest.param({"code_verifier": None}, "invalid_token", id="no-verifier"),
+        pytest.param({"code_verifier": "too-short"}, "invalid_token", id="short-verifier"),
+        pytest.param({"code_verifier": "v" * 42 + "\n"}, "invalid_token", id="verifier-with-newline"),
+        pytest.param({"redirect_uri": None}, "invalid_token", id="no-redirect-uri"),
+        pytest.param(
+            {"redirect_uri": "https://attacker.example/cb"}, "invalid_token", id="unlisted-redirect-uri"
+        ),
+        pytest.param({"redirect_uri": APP_REDIRECT_URI + "/"}, "invalid_token", id="not-byte-identical"),
+    ],
+)
+def test_app_code_requests_that_are_wrong_are_refused_before_cloudsync_is_asked(
+    client: Client, fake: Any, change: dict[str, Any], code: str
+) -> None:
+    token = {**authorized_app(fake), **change}
+    token = {name: value for name, value in token.items() if value is not None}
+    before = fake.counters["token_requests"]
+
+    response = post_app_code(client, app_code_body(token))
+
+    assert [(error["code"], error["param"]) for error in errors_of(response)] == [(code, "token")]
+    assert fake.counters["token_requests"] == before
+    assert nothing_persisted()
+
+
+@pytest.mark.parametrize(
+    ("body", "code", "param"),
+    [
+        pytest.param({"process": "login"}, "required", "token", id="no-token"),
+        pytest.param({"process": "login", "token": "a-code"}, "invalid_token", "token", id="not-an-object"),
+        pytest.param({"token": {}}, "required", "process", id="no-process"),
+        pytest.param({"process": "elevate", "token": {}}, "invalid_choice", "process", id="unknown-process"),
+    ],
+)
+def test_app_code_requests_of_the_wrong_shape_are_refused(
+    client: Client, fake: Any, body: dict[str, Any], code: str, param: str
+) -> None:
+    assert_refused_before_cloudsync_is_asked(post_app_code(client, body), fake, (code, param))
+
+
+def test_code_a_user_approved_for_someone_elses_redirect_uri_is_refused(client: Client, fake: Any) -> None:
+    # The attack APP_REDIRECT_URIS stops: an authorization request for this site's client, with
+    # the attacker's redirect URI and verifier, approved by a user who trusts the site's name.
+    stolen = app_authorization("https://attacker.example/cb").token(fake.client_id)
+    before = fake.counters["token_requests"]
+
+    response = post_app_code(client, app_code_body(stolen))
+
+    assert [error["code"] for error in errors_of(response)] == ["invalid_token"]
+    assert fake.counters["token_requests"] == before
+    assert nothing_persisted()
+
+
+def test_app_code_is_refused_by_a_site_that_lists_no_app_redirect_uris(
+    client: Client, fake: Any, settings: Any
+) -> None:
+    authorized = authorized_app(fake)
+    settings.SOCIALACCOUNT_PROVIDERS["cloudsync"]["APP_REDIRECT_URIS"] = []
+
+    response = post_app_code(client, app_code_body(authorized))
+
+    assert [error["code"] for error in errors_of(response)] == ["token_authentication_not_supported"]
+    assert fake.counters["token_requests"] == 0
+    assert nothing_persisted()
+
+
+def test_app_code_with_another_verifier_is_refused_by_cloudsync(client: Client, fake: Any) -> None:
+    # An attacker who intercepted the code does not hold the app's verifier.
+    token = {**authorized_app(fake), "code_verifier": "x" * 64}
+
+    response = post_app_code(client, app_code_body(token))
+
+    [error] = errors_of(response)
+    assert (error["code"], error["param"]) == ("invalid_token", "token")
+    assert "invalid_grant" in error["message"]
+    assert fake.counters["invalid_grants"] == 1
+    assert nothing_persisted()
+
+
+def test_app_code_issued_for_another_listed_redirect_uri_is_refused_by_cloudsync(
+    client: Client, fake: Any
+) -> None:
+    token = {**authorized_app(fake), "redirect_uri": "https://app.example.com/oauth/cloudsync"}
+
+    response = post_app_code(client, app_code_body(token))
+
+    assert [error["code"] for error in errors_of(response)] == ["invalid_token"]
+    assert fake.counters["invalid_grants"] == 1
+    assert nothing_persisted()
+
+
+def test_app_code_used_twice_signs_in_once(client: Client, fake: Any) -> None:
+    authorized = authorized_app(fake)
+    assert post_app_code(client, app_code_body(authorized)).status_code == 200
+
+    replay = post_app_code(Client(), app_code_body(authorized))
+
+    assert [error["code"] for error in errors_of(replay)] == ["invalid_token"]
+    assert fake.counters["code_exchanges"] == 1
+
+
+def test_expired_app_code_is_refused(client: Client, fake: Any) -> None:
+    fake.code_lifetime = 0
+    authorized = authorized_app(fake)
+
+    response = post_app_code(client, app_code_body(authorized))
+
+    assert [error["code"] for error in errors_of(response)] == ["invalid_token"]
+    assert nothing_persisted()
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "fault"),
+    [
+        ("token", "server_error"),
+        ("token", "invalid_json"),
+        ("token", "html"),
+        ("me", "server_error"),
+        ("me", "malformed_profile"),
+    ],
+)
+def test_cloudsync_trouble_during_an_app_code_sign_in_is_a_400_never_a_500(
+    client: Client, fake: Any, settings: Any, endpoint: str, fault: str
+) -> None:
+    settings.CLOUDSYNC_MAX_RETRIES = 0
+    authorized = authorized_app(fake)
+    fake.fail_next(endpoint, fault)
+
+    response = post_app_code(client, app_code_body(authorized))
+
+    assert [error["code"] for error in errors_of(response)] == ["cloudsync_unavailable"]
+    assert nothing_persisted()
+
+
+def test_app_code_and_verifier_stay_out_of_answers_and_logs(
+    client: Client, fake: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    authorized = authorized_app(fake)
+    wrong = {**authorized, "code_verifier": "w" * 64}
+    fake.fail_next("token", "invalid_grant")
+
+    with caplog.at_level("DEBUG"):
+        answers = [
+            post_app_code(client, app_code_body(token)).content.decode() for token in (wrong, authorized)
+        ]
+
+    for secret in (
+        authorized["code"],
+        authorized["code_verifier"],
+        wrong["code_verifier"],
+        fake.client_secret,
+    ):
+        assert all(secret not in answer for answer in answers)
+        assert secret not in caplog.text
+
+
+def test_app_code_endpoint_takes_only_post(client: Client, fake: Any) -> None:
+    assert client.get(APP_CODE_URL).status_code == 405

@@ -1,32 +1,43 @@
-"""Sign in with a CloudSync access token that an app already holds (allauth headless "provider token").
+"""An app signs a user in with what it got from CloudSync: an access token, or a code and its PKCE verifier.
 
-A mobile or desktop app that ran CloudSync's OAuth flow itself posts its access token to
-``/_allauth/app/v1/auth/provider/token``; allauth checks the request's shape and the
-``client_id``, then asks :meth:`CloudSyncProvider.verify_token`, which lands here. The token is
-checked before any use: its form, its environment (a live token is never sent to a sandbox, nor
-the other way round), then ``GET /v1/me`` with it, which proves it is a live CloudSync token and
-says whose account it is. What allauth gets back is a ``SocialLogin`` whose token is *sealed*
-exactly as in the redirect flow, so the same signal receivers store it, encrypted, once the
-account is saved, and nothing is kept when anything fails.
+Both are allauth headless's "provider token" flow for the ``app`` client, and both end the same
+way: ``GET /v1/me`` proves whose account it is, and allauth gets a ``SocialLogin`` whose token
+is *sealed* exactly as in the redirect flow, so the same signal receivers store it, encrypted,
+once the account is saved. Nothing is kept when anything fails, and every refusal is a
+:class:`~django.core.exceptions.ValidationError` that allauth answers with HTTP 400 and its
+JSON error list.
 
-Only the access token is taken. The app's refresh token is not: the app keeps refreshing its own
-grant, and two parties refreshing one rotating grant would each spend the other's refresh token,
-which CloudSync treats as theft and answers by revoking the grant. When the access token expires
-the site asks the user to authorize it again, through its own redirect flow.
+**An authorization code with PKCE** (:func:`verify_app_code`, the recommended way). The app runs
+CloudSync's authorize request itself, in the system browser (RFC 8252), with this site's
+``client_id``, its own redirect URI and a PKCE challenge, and posts the code and the verifier
+instead of exchanging them. The site exchanges the code with its client secret, so the grant is
+the site's own: it comes with a refresh token, and the app never holds a CloudSync token. The
+code is taken only for a redirect URI in ``APP_REDIRECT_URIS``: CloudSync sends a code only to
+the redirect URI of its authorization request, so the list says which codes reached one of the
+site's apps. Without it, anyone could start an authorization request for this site's client with
+a redirect URI of their own and a verifier they chose, get a user to approve it, and trade the
+code here for a session as that user.
 
-What the check cannot prove: CloudSync documents no token introspection, so ``GET /v1/me`` shows
-that the token is live and whose it is, not which client it was issued to (the ``client_id`` of
-the request only names this site's own app). Any CloudSync application that holds a user's token
-could present it here. Sites that do not need app sign-in turn the flow off with
+**An access token** (:func:`verify_app_token`). The token is checked before any use: its form,
+its environment (a live token is never sent to a sandbox, nor the other way round), then
+``GET /v1/me``. Only the access token is taken: the app keeps refreshing its own grant, and two
+parties refreshing one rotating grant would each spend the other's refresh token, which CloudSync
+treats as theft and answers by revoking the grant. When the access token expires the site asks
+the user to authorize it again, through its own redirect flow. CloudSync documents no token
+introspection, so ``GET /v1/me`` shows that the token is live and whose it is, not which client
+it was issued to: any CloudSync application that holds a user's token could present it here.
+Sites that do not need it turn it off with
 ``SOCIALACCOUNT_PROVIDERS["cloudsync"]["TOKEN_AUTHENTICATION"] = False``.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from allauth.socialaccount.models import SocialLogin, SocialToken
+from allauth.socialaccount.adapter import get_adapter
+from allauth.socialaccount.models import SocialApp, SocialLogin, SocialToken
 from allauth.socialaccount.providers.base.provider import ProviderException
 from django.core.exceptions import ValidationError
 from django.http import HttpRequest
@@ -36,6 +47,8 @@ from .. import conf, dialect, errors, oauth, tokens
 
 if TYPE_CHECKING:
     from .provider import CloudSyncProvider
+
+logger = logging.getLogger("django_cloudsync")
 
 #: The error code of every refusal, as allauth's own providers use it: an app needs one code to
 #: know "this token will not do", the message says why.
@@ -94,7 +107,76 @@ def verify_app_token(
             f"This is a {_ENVIRONMENT_NAMES[response.environment]} CloudSync token; "
             f"this site uses CloudSync's {_ENVIRONMENT_NAMES[expected]} environment."
         )
-    profile = _profile(access_token)
+    return _sign_in_with(request, provider, response)
+
+
+@sensitive_variables("token", "code", "code_verifier", "response")
+def verify_app_code(request: HttpRequest, token: Mapping[str, Any]) -> SocialLogin:
+    """Exchange an app's authorization code and return the ``SocialLogin`` it proves.
+
+    ``token`` is the ``token`` object of the request: ``client_id`` (this site's CloudSync
+    client), ``code``, ``code_verifier`` (the PKCE verifier of the app's authorization request)
+    and ``redirect_uri`` (the one of that request, listed in ``APP_REDIRECT_URIS``). Everything
+    is checked before CloudSync is asked; then one token request and one ``GET /v1/me``.
+    """
+    provider = _site_provider(request, token.get("client_id"))
+    redirect_uris = conf.app_redirect_uris()
+    if not redirect_uris:
+        raise ValidationError(
+            "This site takes no authorization codes from apps: it lists no APP_REDIRECT_URIS.",
+            code="token_authentication_not_supported",
+        )
+    code, code_verifier = token.get("code"), token.get("code_verifier")
+    if not isinstance(code, str) or not dialect.TOKEN_PATTERN.fullmatch(code):
+        raise _refused("A well-formed authorization `code` is required.")
+    if not isinstance(code_verifier, str) or not dialect.PKCE_VALUE_PATTERN.fullmatch(code_verifier):
+        raise _refused(
+            "A `code_verifier` is required: the PKCE verifier of the authorization request, "
+            "43 to 128 characters (RFC 7636)."
+        )
+    redirect_uri = token.get("redirect_uri")
+    if not isinstance(redirect_uri, str) or redirect_uri not in redirect_uris:
+        raise _refused("The `redirect_uri` is not one of this site's APP_REDIRECT_URIS.")
+    try:
+        response = oauth.exchange_code(
+            code=code,
+            redirect_uri=redirect_uri,
+            client_id=provider.app.client_id,
+            client_secret=provider.app.secret,
+            code_verifier=code_verifier,
+        )
+    except errors.TokenRequestFailed as exc:
+        if exc.error == dialect.INVALID_CLIENT:
+            # The site's credentials, not the app's code: the site's operator must act.
+            logger.error("CloudSync refused this site's client credentials (invalid_client)")
+        raise _refused(
+            f"CloudSync did not accept the code ({exc.error or 'refused'}): it is unknown, expired "
+            "or already used, or was issued for another redirect_uri or code_verifier."
+        ) from None
+    except errors.CloudSyncError:
+        # The code may be spent even though its answer was lost: the app starts again.
+        raise ValidationError(
+            "CloudSync could not be asked to exchange the code. Start the sign-in again.",
+            code=CLOUDSYNC_UNAVAILABLE,
+        ) from None
+    return _sign_in_with(request, provider, response)
+
+
+def _site_provider(request: HttpRequest, client_id: Any) -> CloudSyncProvider:
+    """The provider of this site's CloudSync app, looked up as allauth's token endpoint does."""
+    if not isinstance(client_id, str) or not client_id:
+        raise ValidationError("`client_id` required.", code="client_id_required")
+    try:
+        return get_adapter().get_provider(request, conf.PROVIDER_ID, client_id=client_id)
+    except SocialApp.DoesNotExist:
+        raise _refused("The `client_id` is not this site's CloudSync client.") from None
+
+
+@sensitive_variables("response")
+def _sign_in_with(
+    request: HttpRequest, provider: CloudSyncProvider, response: oauth.TokenResponse
+) -> SocialLogin:
+    profile = _profile(response.access_token)
     try:
         sociallogin = provider.sociallogin_from_response(request, profile)
     except (ProviderException, ValueError):

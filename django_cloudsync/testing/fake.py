@@ -17,7 +17,6 @@ It never logs, prints or echoes back a token or the client secret.
 
 from __future__ import annotations
 
-import base64
 import copy
 import dataclasses
 import hashlib
@@ -33,7 +32,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any, Final
-from urllib.parse import parse_qs, urlencode, urlsplit
+from urllib.parse import parse_qs, urlencode
 
 from django_cloudsync import dialect
 
@@ -87,7 +86,7 @@ _METHOD_NOT_ALLOWED: Final = "method_not_allowed"
 #: The API's versioned root (``/v1/``), derived from the dialect rather than restated.
 _API_ROOT: Final = dialect.ME_PATH.rsplit("/", 1)[0] + "/"
 #: RFC 7636 §4.1/§4.2: verifiers and S256 challenges are 43-128 unreserved characters.
-_PKCE_VALUE: Final = re.compile(r"[A-Za-z0-9\-._~]{43,128}")
+_PKCE_VALUE: Final = dialect.PKCE_VALUE_PATTERN
 _MAX_WORKSPACE_NAME: Final = 100
 #: Every this many issued tokens, dead records are dropped (see ``_prune_locked``).
 _PRUNE_EVERY: Final = 1000
@@ -371,29 +370,10 @@ def _error_redirect(redirect_uri: str, state: str | None, error: str, descriptio
     return _redirect_with(redirect_uri, params)
 
 
-def _is_valid_redirect_uri(value: str | None) -> bool:
-    """An absolute http(s) URI with a host and no fragment (RFC 6749 §3.1.2)."""
-    if not value:
-        return False
-    try:
-        parts = urlsplit(value)
-    except ValueError:
-        return False
-    return (
-        parts.scheme in ("http", "https") and bool(parts.netloc) and not parts.fragment and "#" not in value
-    )
-
-
-def _s256(verifier: str) -> str:
-    """BASE64URL-NOPAD(SHA256(verifier)), RFC 7636 §4.2."""
-    digest = hashlib.sha256(verifier.encode("ascii")).digest()
-    return base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
-
-
 def _pkce_matches(verifier: object, challenge: str) -> bool:
     if not isinstance(verifier, str) or not _PKCE_VALUE.fullmatch(verifier):
         return False
-    return hmac.compare_digest(_s256(verifier), challenge)
+    return hmac.compare_digest(dialect.s256_challenge(verifier), challenge)
 
 
 def _constant_time_equal(given: object, expected: str) -> bool:
@@ -797,8 +777,11 @@ class FakeCloudSync:
         redirect_uri = params.get("redirect_uri", [])
         if len(client_id) != 1 or not _constant_time_equal(client_id[0], self.client_id):
             return _error_page("Unknown or missing client_id.")
-        if len(redirect_uri) != 1 or not _is_valid_redirect_uri(redirect_uri[0]):
-            return _error_page("Missing or invalid redirect_uri: it must be an absolute http(s) URI.")
+        if len(redirect_uri) != 1 or not dialect.is_redirect_uri(redirect_uri[0]):
+            return _error_page(
+                "Missing or invalid redirect_uri: it must be an absolute http(s) URI, or an app's "
+                "private-use URI such as com.example.app:/callback."
+            )
         uri = redirect_uri[0]
         state_values = params.get("state")
         state = state_values[0] if state_values else None

@@ -12,9 +12,11 @@ page over HTTP, read and submitted like a form. Nothing on the way is mocked::
 
 from __future__ import annotations
 
+import secrets
+from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from typing import Any
-from urllib.parse import urlencode, urljoin
+from urllib.parse import parse_qs, urlencode, urljoin, urlsplit
 
 import requests
 
@@ -114,3 +116,55 @@ def sign_in(
         start(client, process=process, next=next, scope=scope), decision=decision, user_id=user_id
     )
     return client.get(callback)
+
+
+@dataclass(frozen=True)
+class AppAuthorization:
+    """What an app holds after CloudSync's consent: the code, its PKCE verifier, its redirect URI."""
+
+    code: str = field(repr=False)
+    code_verifier: str = field(repr=False)
+    redirect_uri: str
+
+    def token(self, client_id: str) -> dict[str, str]:
+        """The ``token`` object an app posts to the site's ``cloudsync/app/code`` endpoint."""
+        return {
+            "client_id": client_id,
+            "code": self.code,
+            "code_verifier": self.code_verifier,
+            "redirect_uri": self.redirect_uri,
+        }
+
+
+def app_authorization(
+    redirect_uri: str,
+    *,
+    scope: str = "workspaces:read offline_access",
+    user_id: str | None = None,
+    client_id: str | None = None,
+) -> AppAuthorization:
+    """Do what a mobile app does before it signs in with a code: CloudSync's authorize request
+    with the site's ``client_id`` (default: the site's CloudSync app), the app's ``redirect_uri``
+    and a fresh PKCE challenge, then Allow on the fake's consent page."""
+    if client_id is None:
+        from ..tokens import client_credentials
+
+        client_id = client_credentials()["client_id"]
+    from .. import conf, dialect
+
+    verifier = secrets.token_urlsafe(48)
+    state = secrets.token_urlsafe(16)
+    params = {
+        "client_id": client_id,
+        "redirect_uri": redirect_uri,
+        "response_type": "code",
+        "scope": scope,
+        "state": state,
+        "code_challenge": dialect.s256_challenge(verifier),
+        "code_challenge_method": "S256",
+    }
+    location = consent(f"{conf.auth_url()}{dialect.AUTHORIZE_PATH}?{urlencode(params)}", user_id=user_id)
+    answer = {name: values[0] for name, values in parse_qs(urlsplit(location).query).items()}
+    if answer.get("state") != state or "code" not in answer:
+        raise AssertionError(f"CloudSync answered the app without a code: {answer.get('error')}")
+    return AppAuthorization(code=answer["code"], code_verifier=verifier, redirect_uri=redirect_uri)

@@ -1,0 +1,72 @@
+"""The endpoint at which an app signs in with an authorization code and its PKCE verifier.
+
+allauth headless's ``provider/token`` endpoint takes an ``access_token`` or an ``id_token`` and
+nothing else, so the code goes to this endpoint beside it: allauth's own ``ProviderTokenView``
+for the ``app`` client, with another input. The request has the same shape, and the answers are
+allauth's: ``200`` with a ``session_token``, ``401`` with a pending ``provider_signup`` flow,
+``400`` with allauth's error list; ``X-Session-Token`` works as on every app endpoint (it says
+whom ``"process": "connect"`` connects)::
+
+    POST /accounts/cloudsync/app/code
+    {"process": "login",
+     "token": {"client_id": "...", "code": "...", "code_verifier": "...", "redirect_uri": "..."}}
+
+It lives among the provider's URLs (``/accounts/cloudsync/...`` wherever ``allauth.urls`` is
+included) so that a site needs no URL of its own for it. It exists when ``allauth.headless`` is
+installed with the ``app`` client; it takes codes once ``APP_REDIRECT_URIS`` names the apps'
+redirect URIs (:func:`~.app_tokens.verify_app_code`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from allauth.core import context
+from allauth.headless.constants import Client
+from allauth.headless.internal.restkit import inputs
+from allauth.headless.socialaccount.views import ProviderTokenView
+from allauth.socialaccount.providers.base.constants import AuthProcess
+from django.core.exceptions import ValidationError
+from django.urls import path
+
+from .. import conf
+from . import app_tokens
+
+
+class AppCodeInput(inputs.Input):
+    process = inputs.ChoiceField(choices=[(name, name) for name in (AuthProcess.LOGIN, AuthProcess.CONNECT)])
+    token = inputs.Field()
+
+    def clean(self) -> dict[str, Any]:
+        super().clean()
+        cleaned: dict[str, Any] = self.cleaned_data
+        token = self.data.get("token")
+        if "token" in cleaned and not isinstance(token, dict):
+            self.add_error(
+                "token", ValidationError("`token` must be an object.", code=app_tokens.INVALID_TOKEN)
+            )
+        if self.errors or not isinstance(token, dict):
+            return cleaned  # nothing is sent to CloudSync for a request that is wrong anyway
+        try:
+            sociallogin = app_tokens.verify_app_code(context.request, token)
+        except ValidationError as exc:
+            self.add_error("token", exc)
+        else:
+            sociallogin.state["process"] = cleaned["process"]
+            cleaned["sociallogin"] = sociallogin
+        return cleaned
+
+
+class AppCodeView(ProviderTokenView):
+    """allauth's provider-token view, given a code where allauth's own takes a token."""
+
+    input_class = AppCodeInput  # type: ignore[assignment]  # allauth names its own input class
+
+
+urlpatterns = [
+    path(
+        f"{conf.PROVIDER_ID}/app/code",
+        AppCodeView.as_api_view(client=Client.APP),
+        name=f"{conf.PROVIDER_ID}_app_code",
+    )
+]
