@@ -315,6 +315,74 @@ def test_plain_http_is_allowed_with_debug_on(settings: Any, provider: Any) -> No
     assert checks.check_provider() == []
 
 
+# The redirect URIs of the site's apps (headless sign-in with a code).
+
+
+@pytest.mark.parametrize(
+    "uri",
+    [
+        pytest.param("com.example.app:/oauth2redirect", id="private-use-scheme"),
+        pytest.param("https://app.example.com/oauth/cloudsync", id="claimed-https"),
+        pytest.param("http://127.0.0.1/callback", id="loopback-ip"),
+        pytest.param("http://[::1]:8765/callback", id="loopback-ipv6"),
+        pytest.param("http://localhost/callback", id="localhost"),
+    ],
+)
+def test_app_redirect_uris_an_app_can_use_pass(provider: Any, uri: str) -> None:
+    provider["APP_REDIRECT_URIS"] = [uri]
+
+    assert checks.check_provider() == []
+
+
+@pytest.mark.parametrize(
+    "uri",
+    [
+        pytest.param("http://app.example.com/callback", id="plain-http-remote"),
+        pytest.param("myapp:/callback", id="scheme-not-a-reverse-domain"),
+        pytest.param("com.example.app:/callback#fragment", id="fragment"),
+        pytest.param("/accounts/cloudsync/app/callback", id="relative"),
+        pytest.param("https:///no-host", id="no-host"),
+        pytest.param("", id="empty"),
+        pytest.param(None, id="not-a-string"),
+    ],
+)
+def test_an_app_redirect_uri_an_app_cannot_use_is_e010_naming_its_position(provider: Any, uri: Any) -> None:
+    provider["APP_REDIRECT_URIS"] = ["com.example.app:/ok", uri]
+
+    messages = checks.check_provider()
+
+    assert ids(messages) == ["django_cloudsync.E010"]
+    assert "APP_REDIRECT_URIS'][1]" in messages[0].msg
+
+
+@pytest.mark.parametrize("value", ["com.example.app:/callback", {"ios": "com.example.app:/callback"}])
+def test_app_redirect_uris_that_are_not_a_list_are_e010(provider: Any, value: Any) -> None:
+    provider["APP_REDIRECT_URIS"] = value
+
+    assert ids(checks.check_provider()) == ["django_cloudsync.E010"]
+
+
+def test_app_redirect_uris_without_headless_is_w007(provider: Any) -> None:
+    provider["APP_REDIRECT_URIS"] = ["com.example.app:/callback"]
+
+    with installed_apps_without("allauth.headless"):
+        assert ids(checks.check_provider()) == ["django_cloudsync.W007"]
+
+
+def test_app_redirect_uris_without_headless_serving_apps_is_w007(settings: Any, provider: Any) -> None:
+    provider["APP_REDIRECT_URIS"] = ["com.example.app:/callback"]
+    settings.HEADLESS_CLIENTS = ("browser",)
+
+    assert ids(checks.check_provider()) == ["django_cloudsync.W007"]
+
+
+def test_no_app_redirect_uris_pass_without_headless(provider: Any) -> None:
+    provider["APP_REDIRECT_URIS"] = []
+
+    with installed_apps_without("allauth.headless"):
+        assert checks.check_provider() == []
+
+
 # The site's API key.
 
 

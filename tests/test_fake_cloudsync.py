@@ -240,6 +240,9 @@ def test_consent_page_escapes_everything_it_shows(
         pytest.param({"redirect_uri": "javascript:alert(1)"}, id="javascript redirect_uri"),
         pytest.param({"redirect_uri": "ftp://app.test/cb"}, id="ftp redirect_uri"),
         pytest.param({"redirect_uri": "/relative/cb"}, id="relative redirect_uri"),
+        pytest.param({"redirect_uri": "myapp:/cb"}, id="private-use scheme not a reverse domain"),
+        pytest.param({"redirect_uri": "com.example.app:/cb#x"}, id="private-use scheme with a fragment"),
+        pytest.param({"redirect_uri": "com.example.app:"}, id="private-use scheme alone"),
     ],
 )
 def test_an_untrustworthy_client_or_redirect_uri_gets_an_error_page_not_a_redirect(
@@ -327,6 +330,22 @@ def test_the_state_is_echoed_exactly_and_left_out_when_not_sent(http: requests.S
 
     assert decide(http, url, state=odd_state)["state"] == odd_state
     assert "state" not in decide(http, url, state=None)
+
+
+def test_an_apps_private_use_redirect_uri_gets_a_code_it_exchanges_with_pkce(
+    http: requests.Session, url: str
+) -> None:
+    # RFC 8252 §7.1: a native app's redirect URI is a scheme named after a domain it owns.
+    app_uri = "com.example.app:/oauth2redirect"
+    verifier, challenge = pkce_pair()
+    page = consent(http, url, redirect_uri=app_uri, code_challenge=challenge, code_challenge_method="S256")
+    answer = http.post(url + page.action, data={**page.hidden, "decision": "allow"}, allow_redirects=False)
+
+    location = answer.headers["Location"]
+    assert location.startswith(app_uri + "?")
+    code = parse_qs(urlsplit(location).query)["code"][0]
+    exchanged = exchange(http, url, code, redirect_uri=app_uri, code_verifier=verifier)
+    assert exchanged.status_code == 200, exchanged.text
 
 
 def test_the_code_is_added_to_a_redirect_uri_that_has_a_query(http: requests.Session, url: str) -> None:

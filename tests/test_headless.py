@@ -606,6 +606,14 @@ def test_app_code_connects_cloudsync_to_the_user_signed_in_with_a_password(clien
     assert (token.user, token.account_id) == (user, "usr_ada")
 
 
+def test_app_code_connect_without_a_signed_in_user_is_refused_before_the_code_is_spent(
+    client: Client, fake: Any
+) -> None:
+    response = post_app_code(client, app_code_body(authorized_app(fake), process="connect"))
+
+    assert_refused_before_cloudsync_is_asked(response, fake, ("not_authenticated", "process"))
+
+
 def test_app_code_signs_in_the_account_that_consented(client: Client, fake: Any) -> None:
     fake.add_user("usr_grace", email="grace@example.com", name="Grace Hopper")
 

@@ -6,6 +6,8 @@ for every example:
 
 - the sign-in callback never answers 500 (the test client is told not to raise, so an unhandled
   exception shows up as a 500), and a failed sign-in is allauth's friendly failure page;
+- an app's request to the headless endpoints (a code with its PKCE verifier, or an access token)
+  signs in exactly when every value is the app's real one, and is otherwise allauth's 400;
 - the API client and the refresh raise nothing but :class:`~django_cloudsync.errors.CloudSyncError`
   subclasses (no ``KeyError``, ``ValueError``, ``UnicodeError`` or ``requests`` exception);
 - nothing is persisted from a failed flow, and a failed refresh leaves the stored row as it was;
@@ -51,7 +53,7 @@ from django_cloudsync import conf, dialect, errors, tokens
 from django_cloudsync.client import CloudSync
 from django_cloudsync.models import MAX_ACCOUNT_ID_LENGTH, CloudSyncToken
 from django_cloudsync.sources import client_for
-from django_cloudsync.testing.flow import consent, sign_in, start
+from django_cloudsync.testing.flow import app_authorization, consent, sign_in, start
 
 pytestmark = pytest.mark.django_db
 
@@ -102,11 +104,14 @@ class Absent(enum.Enum):
 ABSENT = Absent.FIELD
 
 
-def materialize(value: Any, secrets: Mapping[Secret, str]) -> Any:
-    """``value`` with every :class:`Secret` replaced and every absent field dropped (and, while
-    ``nul_on_postgresql`` is open, every NUL character removed from its strings)."""
-    if isinstance(value, Secret):
+def materialize(value: Any, secrets: Mapping[Any, str]) -> Any:
+    """``value`` with every :class:`Secret` (or :class:`AppValue`, or :class:`Near` miss of one)
+    replaced and every absent field dropped (and, while ``nul_on_postgresql`` is open, every NUL
+    character removed from its strings)."""
+    if isinstance(value, (Secret, AppValue)):
         return secrets[value]
+    if isinstance(value, Near):
+        return value.of(secrets[value.value])
     if isinstance(value, dict):
         return {
             materialize(key, secrets): materialize(item, secrets)
@@ -118,7 +123,7 @@ def materialize(value: Any, secrets: Mapping[Secret, str]) -> Any:
     return value
 
 
-def leaks(text: str | bytes, secrets: Mapping[Secret, str]) -> list[str]:
+def leaks(text: str | bytes, secrets: Mapping[Any, str]) -> list[str]:
     """The names of the secrets found in ``text``."""
     haystack = text.encode("utf-8", "replace") if isinstance(text, str) else text
     return [secret.value for secret, value in secrets.items() if value and value.encode() in haystack]
@@ -130,14 +135,14 @@ def persisted() -> dict[str, int]:
     return {model.__name__: model.objects.count() for model in models}
 
 
-def assert_page_shows_no_secret(response: Any, secrets: Mapping[Secret, str]) -> None:
+def assert_page_shows_no_secret(response: Any, secrets: Mapping[Any, str]) -> None:
     """Neither the body nor any header holds a secret or anything that looks like a token."""
     shown = response.content + "\n".join(f"{name}: {value}" for name, value in response.items()).encode()
     assert not leaks(shown, secrets)
     assert not [prefix for prefix in TOKEN_PREFIXES if prefix in shown]
 
 
-def assert_logs_show_no_secret(records: list[logging.LogRecord], secrets: Mapping[Secret, str]) -> None:
+def assert_logs_show_no_secret(records: list[logging.LogRecord], secrets: Mapping[Any, str]) -> None:
     for record in records:
         text = record.getMessage()
         if record.exc_info and record.exc_info[1] is not None:
@@ -1259,6 +1264,200 @@ def test_no_malformed_refresh_response_raises_untyped_or_changes_the_stored_row(
         assert stored.access_token() == json.loads(rendered.body)["access_token"]
     assert fake.counters["token_requests"] == token_requests + 1
     assert_logs_show_no_secret(app_logs.records, secrets)
+
+
+# --------------------------------------------------------------------------- 6. requests from apps
+
+APP_CODE_PATH = "/accounts/cloudsync/app/code"
+APP_TOKEN_PATH = "/_allauth/app/v1/auth/provider/token"
+#: The first of the test site's APP_REDIRECT_URIS.
+APP_REDIRECT_URI = "com.example.cloudsync:/oauth2redirect"
+
+
+class AppValue(enum.Enum):
+    """A value of an app's real authorization, only known when the example runs."""
+
+    CLIENT_ID = "the site's client_id"
+    CODE = "the code CloudSync sent the app"
+    CODE_VERIFIER = "the app's PKCE verifier"
+    REDIRECT_URI = "the app's redirect URI"
+    ACCESS_TOKEN = "an access token CloudSync issued"
+
+
+#: The app's secrets: none may show in an answer or a log.
+APP_SECRETS = (AppValue.CODE, AppValue.CODE_VERIFIER, AppValue.ACCESS_TOKEN)
+
+NEAR_CHANGES = {
+    "suffix": lambda real: real + "x",
+    "truncated": lambda real: real[:-1],
+    "upper": str.upper,
+    "padded": lambda real: f" {real} ",
+    "newline": lambda real: real + "\n",
+    "slash": lambda real: real + "/",
+    "doubled": lambda real: real * 2,
+}
+
+
+@dataclass(frozen=True)
+class Near:
+    """A near miss of a real value: one character more or less, another case, whitespace..."""
+
+    value: AppValue
+    change: str
+
+    def of(self, real: str) -> str:
+        return NEAR_CHANGES[self.change](real)
+
+
+def mostly(usual: st.SearchStrategy[T], other: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    """``usual`` four times in five, else ``other`` (``st.one_of`` would pick evenly)."""
+    return st.integers(1, 5).flatmap(lambda n: usual if n > 1 else other)
+
+
+def app_field(value: AppValue) -> st.SearchStrategy[Any]:
+    """The real value (four times in five: most examples get one field wrong, not all of them),
+    else a near miss, anything JSON, or nothing."""
+    miss = st.one_of(
+        st.builds(Near, st.just(value), st.sampled_from(sorted(NEAR_CHANGES))),
+        json_values,
+        token_like,
+        st.just(ABSENT),
+    )
+    return mostly(st.just(value), miss)
+
+
+def app_body(token_fields: dict[str, st.SearchStrategy[Any]], **top: st.SearchStrategy[Any]) -> Any:
+    """A request body: mostly a JSON object with a ``token`` object of ``token_fields``."""
+    token = st.builds(
+        lambda fields, extra: {**extra, **fields},
+        st.fixed_dictionaries(token_fields),
+        st.dictionaries(st.text(max_size=12), json_values, max_size=2),
+    )
+    process = mostly(st.just("login"), st.one_of(st.just("connect"), json_values, st.just(ABSENT)))
+    objects = st.fixed_dictionaries(
+        {"process": process, "token": mostly(token, st.one_of(json_values, st.just(ABSENT))), **top}
+    )
+    return mostly(objects, st.one_of(json_values, st.binary(max_size=40)))
+
+
+code_bodies = app_body(
+    {
+        "client_id": app_field(AppValue.CLIENT_ID),
+        "code": app_field(AppValue.CODE),
+        "code_verifier": app_field(AppValue.CODE_VERIFIER),
+        "redirect_uri": st.one_of(
+            app_field(AppValue.REDIRECT_URI), st.just("https://app.example.com/oauth/cloudsync")
+        ),
+    }
+)
+token_bodies = app_body(
+    {
+        "client_id": app_field(AppValue.CLIENT_ID),
+        "access_token": app_field(AppValue.ACCESS_TOKEN),
+        "scope": mostly(st.sampled_from([ABSENT, "workspaces:read offline_access"]), json_values),
+        "id_token": mostly(st.just(ABSENT), json_values),
+    },
+    provider=mostly(st.just("cloudsync"), json_values),
+)
+
+
+def app_values(fake: Any) -> dict[Any, str]:
+    """An app that has just been through CloudSync's consent page, and holds a fresh access token."""
+    authorized = app_authorization(APP_REDIRECT_URI)
+    return {
+        AppValue.CLIENT_ID: fake.client_id,
+        AppValue.CODE: authorized.code,
+        AppValue.CODE_VERIFIER: authorized.code_verifier,
+        AppValue.REDIRECT_URI: authorized.redirect_uri,
+        AppValue.ACCESS_TOKEN: fake.issue_tokens()["access_token"],
+        Secret.CLIENT_SECRET: fake.client_secret,
+    }
+
+
+def is_real(token: dict[str, Any], values: Mapping[Any, str], *names: str) -> bool:
+    fields = {"client_id": AppValue.CLIENT_ID, "code": AppValue.CODE, "code_verifier": AppValue.CODE_VERIFIER}
+    fields |= {"redirect_uri": AppValue.REDIRECT_URI, "access_token": AppValue.ACCESS_TOKEN}
+    return all(token.get(name) == values[fields[name]] for name in names)
+
+
+def code_signs_in(body: Any, values: Mapping[Any, str]) -> bool:
+    """RFC 6749 §4.1.3 and RFC 7636 §4.5, and the site's list: exactly the app's own values."""
+    if (
+        not isinstance(body, dict)
+        or body.get("process") != "login"
+        or not isinstance(body.get("token"), dict)
+    ):
+        return False
+    return is_real(body["token"], values, "client_id", "code", "code_verifier", "redirect_uri")
+
+
+def access_token_signs_in(body: Any, values: Mapping[Any, str]) -> bool:
+    """allauth's request shape (an ``id_token`` is a string if any), the real token, and a scope
+    string of RFC 6749 §3.3 as the app documents it (at most 2048 characters)."""
+    if not isinstance(body, dict) or not isinstance(token := body.get("token"), dict):
+        return False
+    scope, id_token = token.get("scope"), token.get("id_token")
+    return (
+        body.get("provider") == "cloudsync"
+        and body.get("process") == "login"
+        and is_real(token, values, "client_id", "access_token")
+        and (id_token is None or isinstance(id_token, str))
+        and (
+            scope is None
+            or (isinstance(scope, str) and len(scope) <= MAX_SCOPE_LENGTH and "\x00" not in scope)
+        )
+    )
+
+
+def check_app_request(
+    fake: Any,
+    app_logs: pytest.LogCaptureFixture,
+    path: str,
+    body: Any,
+    signs_in: Callable[[Any, Mapping[Any, str]], bool],
+) -> None:
+    fake.clear_faults()
+    values = app_values(fake)
+    secrets = {name: values[name] for name in (*APP_SECRETS, Secret.CLIENT_SECRET)}
+    app_logs.clear()
+    data = body if isinstance(body, bytes) else json.dumps(materialize(body, values)).encode()
+    expected = not isinstance(body, bytes) and signs_in(json.loads(data), values)
+    before, asked = persisted(), fake.counters["token_requests"] + fake.counters["api_calls"]
+
+    response = Client(raise_request_exception=False).generic(
+        "POST", path, data, content_type="application/json"
+    )
+
+    event(f"HTTP {response.status_code}")
+    if fake.counters["token_requests"] + fake.counters["api_calls"] > asked:
+        event("CloudSync was asked")
+    assert_page_shows_no_secret(response, secrets)
+    assert_logs_show_no_secret(app_logs.records, secrets)
+    if expected:
+        assert response.status_code == 200, response.content
+        assert CloudSyncToken.objects.get().account_id == "usr_ada"
+        User.objects.all().delete()  # what a legitimate sign-in created
+    else:
+        # allauth's own provider/token endpoint answers an anonymous "connect" with its 403.
+        allowed = {400, 403} if path == APP_TOKEN_PATH else {400}
+        assert response.status_code in allowed, (response.status_code, response.content)
+    assert persisted() == before
+
+
+@HOSTILE
+@given(body=code_bodies)
+def test_no_generated_app_code_request_gets_a_500_persists_or_leaks(
+    hostile_settings: Any, app_logs: pytest.LogCaptureFixture, body: Any
+) -> None:
+    check_app_request(hostile_settings, app_logs, APP_CODE_PATH, body, code_signs_in)
+
+
+@HOSTILE
+@given(body=token_bodies)
+def test_no_generated_app_token_request_gets_a_500_persists_or_leaks(
+    hostile_settings: Any, app_logs: pytest.LogCaptureFixture, body: Any
+) -> None:
+    check_app_request(hostile_settings, app_logs, APP_TOKEN_PATH, body, access_token_signs_in)
 
 
 # --------------------------------------------------------------------------- regressions

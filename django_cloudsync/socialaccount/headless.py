@@ -45,6 +45,15 @@ class AppCodeInput(inputs.Input):
             self.add_error(
                 "token", ValidationError("`token` must be an object.", code=app_tokens.INVALID_TOKEN)
             )
+        if cleaned.get("process") == AuthProcess.CONNECT and not context.request.user.is_authenticated:
+            # Refused before the code is spent: allauth would only find out after the exchange.
+            self.add_error(
+                "process",
+                ValidationError(
+                    "Connecting needs a signed-in user: send the app's X-Session-Token.",
+                    code="not_authenticated",
+                ),
+            )
         if self.errors or not isinstance(token, dict):
             return cleaned  # nothing is sent to CloudSync for a request that is wrong anyway
         try:
