@@ -13,7 +13,7 @@ from django.test import Client, RequestFactory, override_settings
 
 from django_cloudsync import checks
 from django_cloudsync.middleware import attach
-from django_cloudsync.testing.flow import sign_in
+from django_cloudsync.testing.flow import app_authorization, sign_in
 
 ROOT = Path(__file__).resolve().parent.parent
 README = (ROOT / "README.md").read_text()
@@ -40,9 +40,9 @@ def run(code: str, **names: Any) -> dict[str, Any]:
 
 
 def test_every_sample_is_covered_here() -> None:
-    assert len(samples("python")) == 5
+    assert len(samples("python")) == 6
     assert len(samples("django")) == 1
-    assert len(samples("http")) == 2
+    assert len(samples("http")) == 3
     assert len(samples("console")) == 1
 
 
@@ -68,7 +68,7 @@ def test_provider_settings_sample_passes_the_checks(fake: Any) -> None:
         "CLOUDSYNC_CLIENT_SECRET": fake.client_secret,
         "CLOUDSYNC_ENCRYPTION_KEY": generate_key(),
     }
-    names = run(sample("python", "SOCIALACCOUNT_PROVIDERS"), env=environment.__getitem__)
+    names = run(sample("python", "SOCIALACCOUNT_PROVIDERS = {"), env=environment.__getitem__)
 
     providers = names["SOCIALACCOUNT_PROVIDERS"]
     assert providers["cloudsync"]["APPS"] == [{"client_id": fake.client_id, "secret": fake.client_secret}]
@@ -154,3 +154,23 @@ def test_app_token_sample_signs_in(client: Client, fake: Any) -> None:
     assert response.status_code == 200
     assert response.json()["meta"]["is_authenticated"] is True
     assert json.loads(body)["provider"] == "cloudsync"
+
+
+def test_app_redirect_uris_sample_passes_the_checks_and_lets_the_app_code_sample_sign_in(
+    client: Client, fake: Any, settings: Any
+) -> None:
+    run(sample("python", "APP_REDIRECT_URIS"), SOCIALACCOUNT_PROVIDERS=settings.SOCIALACCOUNT_PROVIDERS)
+    assert checks.check_provider() == []
+    method, path, content_type, body = http_request(sample("http", "app/code"))
+    authorized = app_authorization(json.loads(body)["token"]["redirect_uri"])
+    body = (
+        body.replace("YOUR_CLIENT_ID", fake.client_id)
+        .replace("THE_CODE", authorized.code)
+        .replace("THE_VERIFIER", authorized.code_verifier)
+    )
+
+    response = client.generic(method, path, body, content_type=content_type)
+
+    assert response.status_code == 200, response.content
+    assert response.json()["meta"]["is_authenticated"] is True
+    assert fake.counters["code_exchanges"] == 1
