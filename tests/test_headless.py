@@ -800,3 +800,38 @@ def test_app_code_and_verifier_stay_out_of_answers_and_logs(
 
 def test_app_code_endpoint_takes_only_post(client: Client, fake: Any) -> None:
     assert client.get(APP_CODE_URL).status_code == 405
+
+
+@pytest.mark.parametrize("way", ["code", "access_token"])
+def test_an_app_sign_in_that_needs_a_signup_form_keeps_only_a_sealed_token_until_it_is_done(
+    client: Client, fake: Any, settings: Any, way: str
+) -> None:
+    settings.SOCIALACCOUNT_AUTO_SIGNUP = False
+    if way == "code":
+        response = post_app_code(client, app_code_body(authorized_app(fake)))
+    else:
+        issued = fake.issue_tokens()
+        response = post_app_token(
+            client, app_token_body({"client_id": fake.client_id, "access_token": issued["access_token"]})
+        )
+
+    assert response.status_code == 401, response.content
+    pending = response.json()
+    assert [flow["id"] for flow in pending["data"]["flows"] if flow.get("is_pending")] == ["provider_signup"]
+    session_token = pending["meta"]["session_token"]
+    assert not CloudSyncToken.objects.exists()
+    assert fake.counters["code_exchanges"] == (1 if way == "code" else 0)
+    assert stored_anywhere("at_test_") == []  # the pending sign-in holds the tokens sealed only
+
+    signed_up = client.post(
+        "/_allauth/app/v1/auth/provider/signup",
+        json.dumps({"email": "ada.lovelace@example.com", "username": "ada"}),
+        content_type="application/json",
+        HTTP_X_SESSION_TOKEN=session_token,
+    )
+
+    assert signed_up.status_code == 200, signed_up.content
+    token = CloudSyncToken.objects.get()
+    assert token.user.email == "ada.lovelace@example.com"
+    assert (token.refresh_token() is not None) == (way == "code")
+    assert client_for(token.user).me()["id"] == "usr_ada"
