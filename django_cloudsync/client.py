@@ -84,9 +84,6 @@ class CloudSync:
 
     #: Longest wait between two retries computed from the backoff alone.
     BACKOFF_CAP: float = 5.0
-    #: Longest ``Retry-After`` we are willing to sit through inside a call (a web request is
-    #: usually waiting on us); a longer one is raised as :class:`~errors.RateLimited` at once.
-    MAX_RETRY_AFTER: float = 30.0
     DEFAULT_BACKOFF: float = 0.2
 
     @sensitive_variables("api_key", "access_token", "secret", "credentials")
@@ -302,7 +299,7 @@ class CloudSync:
         if retry_after is not None:
             # The server said when; waiting less would likely be refused again, and waiting
             # longer than a request can afford is worse than failing fast with RateLimited.
-            return retry_after if retry_after <= self.MAX_RETRY_AFTER else None
+            return retry_after if retry_after <= conf.max_retry_after() else None
         delay = min(self.BACKOFF_CAP, self._backoff * 2.0 ** (attempt - 1))
         # Up to 10% jitter so clients that failed together do not retry in lockstep. Not a
         # security use of randomness.

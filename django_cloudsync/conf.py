@@ -25,6 +25,7 @@ DEFAULT_TIMEOUT = (5.0, 15.0)
 DEFAULT_MAX_RETRIES = 2
 DEFAULT_REFRESH_LEEWAY = 60
 DEFAULT_MAX_RESPONSE_BYTES = 1024 * 1024
+DEFAULT_MAX_RETRY_AFTER = 30.0
 
 
 def provider_settings() -> dict[str, Any]:
@@ -85,6 +86,15 @@ def timeout() -> tuple[float, float]:
 def max_retries() -> int:
     """``CLOUDSYNC_MAX_RETRIES``: retries of an idempotent API call after 429, 5xx or a network error."""
     return int(getattr(settings, "CLOUDSYNC_MAX_RETRIES", DEFAULT_MAX_RETRIES))
+
+
+def max_retry_after() -> float:
+    """``CLOUDSYNC_MAX_RETRY_AFTER``: the longest ``Retry-After`` (seconds) a call waits out.
+
+    A longer one is raised as :class:`~django_cloudsync.errors.RateLimited` at once; ``0`` never
+    waits (a site whose web requests must not stall), and a task queue may allow more.
+    """
+    return float(getattr(settings, "CLOUDSYNC_MAX_RETRY_AFTER", DEFAULT_MAX_RETRY_AFTER))
 
 
 def refresh_leeway() -> float:

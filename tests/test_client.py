@@ -494,12 +494,42 @@ def test_invalid_retry_after_falls_back_to_backoff(
 
 
 def test_long_retry_after_is_raised_not_slept(fake: FakeCloudSync, client: CloudSync, sleeps: Sleeps) -> None:
-    fake.fail_next("me", "rate_limited", retry_after=int(CloudSync.MAX_RETRY_AFTER) + 1)
+    fake.fail_next("me", "rate_limited", retry_after=31)  # CLOUDSYNC_MAX_RETRY_AFTER defaults to 30
     with pytest.raises(errors.RateLimited) as caught:
         client.me()
-    assert caught.value.retry_after == CloudSync.MAX_RETRY_AFTER + 1
+    assert caught.value.retry_after == 31
     assert sleeps == []
     assert fake.counters["api_calls"] == 1
+
+
+@pytest.mark.parametrize(
+    ("cap", "retry_after", "slept"),
+    [
+        pytest.param(0, 1, [], id="0-never-waits"),
+        pytest.param(2, 2, [2.0], id="up-to-the-cap"),
+        pytest.param(2, 3, [], id="past-the-cap"),
+        pytest.param(120, 60, [60.0], id="a-task-queue-may-wait-longer"),
+    ],
+)
+def test_the_longest_retry_after_waited_out_is_a_setting(
+    fake: FakeCloudSync,
+    client: CloudSync,
+    sleeps: Sleeps,
+    settings: Any,
+    cap: int,
+    retry_after: int,
+    slept: list[float],
+) -> None:
+    settings.CLOUDSYNC_MAX_RETRY_AFTER = cap
+    fake.fail_next("me", "rate_limited", retry_after=retry_after)
+
+    if slept:
+        assert client.me()["id"] == "usr_ada"
+    else:
+        with pytest.raises(errors.RateLimited):
+            client.me()
+
+    assert sleeps == slept
 
 
 def test_retry_after_on_503(scripted: ScriptedServer, sleeps: Sleeps) -> None:

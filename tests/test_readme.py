@@ -174,3 +174,15 @@ def test_app_redirect_uris_sample_passes_the_checks_and_lets_the_app_code_sample
     assert response.status_code == 200, response.content
     assert response.json()["meta"]["is_authenticated"] is True
     assert fake.counters["code_exchanges"] == 1
+
+
+def test_every_setting_the_app_reads_is_in_the_settings_tables() -> None:
+    package = ROOT / "django_cloudsync"
+    source = "\n".join(path.read_text() for path in package.rglob("*.py"))
+    read = set(re.findall(r'getattr\(settings, "(CLOUDSYNC_[A-Z_]+)"', source))
+    read |= set(re.findall(r'provider_settings\(\)\.get\("([A-Z_]+)"', source))
+    section = README.split("## Settings", 1)[1].split("\n## ", 1)[0]
+    documented = set(re.findall(r"^\| `([A-Z_]+)` \|", section, flags=re.MULTILINE))
+
+    assert len(read) >= 13  # the patterns still find them
+    assert read <= documented, sorted(read - documented)
