@@ -8,6 +8,9 @@ page over HTTP, read and submitted like a form. Nothing on the way is mocked::
     def test_sign_in(client, cloudsync_settings):
         response = sign_in(client)
         assert response.status_code == 302
+
+:func:`app_authorization` plays a mobile app instead: it gets a code with PKCE for the app's
+redirect URI, to be posted to the site's ``cloudsync/app/code`` endpoint (allauth headless).
 """
 
 from __future__ import annotations
