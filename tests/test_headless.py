@@ -15,6 +15,7 @@ from django.contrib.auth import get_user_model
 from django.contrib.sessions.models import Session
 from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 
 from django_cloudsync.models import CloudSyncToken
 from django_cloudsync.sources import client_for
@@ -835,3 +836,25 @@ def test_an_app_sign_in_that_needs_a_signup_form_keeps_only_a_sealed_token_until
     assert token.user.email == "ada.lovelace@example.com"
     assert (token.refresh_token() is not None) == (way == "code")
     assert client_for(token.user).me()["id"] == "usr_ada"
+
+
+@pytest.mark.parametrize("returning", [False, True], ids=["new-user", "returning-user"])
+def test_an_app_code_sign_in_runs_no_more_queries_than_an_access_token_sign_in(
+    fake: Any, returning: bool
+) -> None:
+    post_app_code(Client(), app_code_body(authorized_app(fake)))  # the returning user; warm caches
+
+    def queries(url: str, body: dict[str, Any]) -> int:
+        if not returning:
+            User.objects.all().delete()
+        with CaptureQueriesContext(connection) as captured:
+            response = Client().post(url, json.dumps(body), content_type="application/json")
+        assert response.status_code == 200, response.content
+        return len(captured)
+
+    code = app_code_body(authorized_app(fake))
+    access_token = app_token_body(
+        {"client_id": fake.client_id, "access_token": fake.issue_tokens()["access_token"]}
+    )
+
+    assert queries(APP_CODE_URL, code) == queries(TOKEN_URL, access_token)
