@@ -683,6 +683,14 @@ def test_app_code_requests_of_the_wrong_shape_are_refused(
     assert_refused_before_cloudsync_is_asked(post_app_code(client, body), fake, (code, param))
 
 
+@pytest.mark.parametrize("body", [b"[]", b"1", b'"a-code"', b"null", b"{", b"\xff"])
+def test_app_code_request_that_is_not_a_json_object_is_a_400(client: Client, fake: Any, body: bytes) -> None:
+    response = client.generic("POST", APP_CODE_URL, body, content_type="application/json")
+
+    assert response.status_code == 400
+    assert fake.counters["token_requests"] == 0
+
+
 def test_code_a_user_approved_for_someone_elses_redirect_uri_is_refused(client: Client, fake: Any) -> None:
     # The attack APP_REDIRECT_URIS stops: an authorization request for this site's client, with
     # the attacker's redirect URI and verifier, approved by a user who trusts the site's name.

@@ -40,13 +40,14 @@ from datetime import timedelta
 from typing import Any, TypeVar
 from urllib.parse import parse_qs, quote, quote_plus, urlsplit
 
+import allauth
 import django
 import pytest
 from allauth.account.models import EmailAddress
 from allauth.socialaccount.models import SocialAccount, SocialToken
 from django.contrib.auth import get_user_model
 from django.test import Client
-from hypothesis import HealthCheck, event, given, settings
+from hypothesis import HealthCheck, assume, event, given, settings
 from hypothesis import strategies as st
 
 from django_cloudsync import conf, dialect, errors, tokens
@@ -1269,6 +1270,7 @@ def test_no_malformed_refresh_response_raises_untyped_or_changes_the_stored_row(
 # --------------------------------------------------------------------------- 6. requests from apps
 
 APP_CODE_PATH = "/accounts/cloudsync/app/code"
+ALLAUTH_VERSION = tuple(int(part) for part in allauth.__version__.split(".")[:2])
 APP_TOKEN_PATH = "/_allauth/app/v1/auth/provider/token"
 #: The first of the test site's APP_REDIRECT_URIS.
 APP_REDIRECT_URI = "com.example.cloudsync:/oauth2redirect"
@@ -1421,6 +1423,9 @@ def check_app_request(
     secrets = {name: values[name] for name in (*APP_SECRETS, Secret.CLIENT_SECRET)}
     app_logs.clear()
     data = body if isinstance(body, bytes) else json.dumps(materialize(body, values)).encode()
+    if path == APP_TOKEN_PATH and ALLAUTH_VERSION < (65, 20):
+        # allauth's own endpoints answered a JSON array or number with a 500 until 65.20.
+        assume(isinstance(body, (bytes, dict)))
     expected = not isinstance(body, bytes) and signs_in(json.loads(data), values)
     before, asked = persisted(), fake.counters["token_requests"] + fake.counters["api_calls"]
 

@@ -24,6 +24,7 @@ from typing import Any
 from allauth.core import context
 from allauth.headless.constants import Client
 from allauth.headless.internal.restkit import inputs
+from allauth.headless.internal.restkit.response import ErrorResponse
 from allauth.headless.socialaccount.views import ProviderTokenView
 from allauth.socialaccount.providers.base.constants import AuthProcess
 from django.core.exceptions import ValidationError
@@ -70,6 +71,15 @@ class AppCodeView(ProviderTokenView):
     """allauth's provider-token view, given a code where allauth's own takes a token."""
 
     input_class = AppCodeInput  # type: ignore[assignment]  # allauth names its own input class
+
+    def handle_input(self, data: Any) -> ErrorResponse | None:
+        if data is not None and not isinstance(data, dict):
+            # A JSON array or number: allauth 65.20 and later refuse it before this point,
+            # older releases fail on it with a 500.
+            return ErrorResponse(
+                self.request, exception=ValidationError("The body must be a JSON object.", code="invalid")
+            )
+        return super().handle_input(data)
 
 
 urlpatterns = [
