@@ -366,8 +366,11 @@ def test_works_under_asgi_too(client: Client, fake: Any) -> None:
     browser = AsyncClient()
     browser.cookies = client.cookies
 
-    response = async_to_sync(browser.get)("/cloudsync-state/")
-    workspaces = async_to_sync(browser.get)("/workspaces/")
+    async def get(path: str) -> Any:
+        return await browser.get(path)  # Django 4.2's AsyncClient.get only returns a coroutine
+
+    response = async_to_sync(get)("/cloudsync-state/")
+    workspaces = async_to_sync(get)("/workspaces/")
 
     assert response.json() == {"is_none": False, "truthy": True}
     assert workspaces.json()["connected"] is True
