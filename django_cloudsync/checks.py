@@ -250,6 +250,26 @@ def _is_https_or_loopback(url: str) -> bool:
         return False
 
 
+@register(Tags.security, deploy=True)
+def check_app_token_authentication(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
+    """``check --deploy``: an app's access token proves whose it is, not which app it was issued to.
+
+    Like Django's own ``DEFAULT_AUTO_FIELD`` warning, it stays until the site decides: either
+    value of ``TOKEN_AUTHENTICATION`` silences it.
+    """
+    if "TOKEN_AUTHENTICATION" in conf.provider_settings() or not conf.headless_serves_apps():
+        return []
+    return [
+        CheckWarning(
+            "Apps may sign in with any CloudSync access token of a user, whichever application it "
+            "was issued to (CloudSync has no token introspection).",
+            hint="Set SOCIALACCOUNT_PROVIDERS['cloudsync']['TOKEN_AUTHENTICATION'] = False and let "
+            "your apps sign in with a code (APP_REDIRECT_URIS), or set it to True to accept this.",
+            id="django_cloudsync.W008",
+        )
+    ]
+
+
 @register(Tags.security)
 def check_api_key(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]:
     key = conf.api_key()

@@ -106,7 +106,9 @@ SOCIALACCOUNT_PROVIDERS = {
         "SCOPE": ["workspaces:read"],
         "AUTH_URL": "http://127.0.0.1:9",
         "API_URL": "http://127.0.0.1:9",
-        # The site's own apps (headless "app code" sign-in): a private-use scheme and a claimed URI.
+        # The tests sign apps in both ways: with a code (the site's own apps' redirect URIs, a
+        # private-use scheme and a claimed URI) and with an access token.
+        "TOKEN_AUTHENTICATION": True,
         "APP_REDIRECT_URIS": [
             "com.example.cloudsync:/oauth2redirect",
             "https://app.example.com/oauth/cloudsync",

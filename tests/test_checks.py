@@ -383,6 +383,31 @@ def test_no_app_redirect_uris_pass_without_headless(provider: Any) -> None:
         assert checks.check_provider() == []
 
 
+# Apps signing in with an access token (check --deploy).
+
+
+def test_token_authentication_left_at_its_default_is_w008_on_deploy(provider: Any) -> None:
+    provider.pop("TOKEN_AUTHENTICATION", None)
+
+    assert ids(checks.check_app_token_authentication()) == ["django_cloudsync.W008"]
+    assert "django_cloudsync.W008" in ids(run_checks(include_deployment_checks=True))
+    assert "django_cloudsync.W008" not in ids(run_checks())  # deploy checks only
+
+
+@pytest.mark.parametrize("value", [True, False])
+def test_token_authentication_set_either_way_passes(provider: Any, value: bool) -> None:
+    provider["TOKEN_AUTHENTICATION"] = value
+
+    assert checks.check_app_token_authentication() == []
+
+
+def test_token_authentication_does_not_matter_without_headless_serving_apps(provider: Any) -> None:
+    provider.pop("TOKEN_AUTHENTICATION", None)
+
+    with installed_apps_without("allauth.headless"):
+        assert checks.check_app_token_authentication() == []
+
+
 # The site's API key.
 
 
