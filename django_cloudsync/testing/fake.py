@@ -85,8 +85,6 @@ _METHOD_NOT_ALLOWED: Final = "method_not_allowed"
 
 #: The API's versioned root (``/v1/``), derived from the dialect rather than restated.
 _API_ROOT: Final = dialect.ME_PATH.rsplit("/", 1)[0] + "/"
-#: RFC 7636 §4.1/§4.2: verifiers and S256 challenges are 43-128 unreserved characters.
-_PKCE_VALUE: Final = dialect.PKCE_VALUE_PATTERN
 _MAX_WORKSPACE_NAME: Final = 100
 #: Every this many issued tokens, dead records are dropped (see ``_prune_locked``).
 _PRUNE_EVERY: Final = 1000
@@ -371,7 +369,7 @@ def _error_redirect(redirect_uri: str, state: str | None, error: str, descriptio
 
 
 def _pkce_matches(verifier: object, challenge: str) -> bool:
-    if not isinstance(verifier, str) or not _PKCE_VALUE.fullmatch(verifier):
+    if not isinstance(verifier, str) or not dialect.PKCE_VALUE_PATTERN.fullmatch(verifier):
         return False
     return hmac.compare_digest(dialect.s256_challenge(verifier), challenge)
 
@@ -810,7 +808,7 @@ class FakeCloudSync:
                 return _error_redirect(
                     uri, state, dialect.INVALID_REQUEST, "code_challenge_method must be S256."
                 )
-            if not _PKCE_VALUE.fullmatch(challenge):
+            if not dialect.PKCE_VALUE_PATTERN.fullmatch(challenge):
                 return _error_redirect(uri, state, dialect.INVALID_REQUEST, "Malformed code_challenge.")
         return _AuthorizeRequest(
             client_id=client_id[0],
