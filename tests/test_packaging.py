@@ -32,7 +32,8 @@ from packaging.version import Version
 import django_cloudsync
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGE_DIR = ROOT / "django_cloudsync"
+SRC = ROOT / "src"
+PACKAGE_DIR = SRC / "django_cloudsync"
 INSTALLED_SITE = Path(__file__).resolve().parent / "installed_site"
 VERSION = django_cloudsync.__version__
 DIST_NAME = f"django_cloudsync-{VERSION}"
@@ -101,9 +102,9 @@ def run(
 
 
 def package_files() -> set[str]:
-    """Every file of the source package, as a path relative to the checkout (caches excluded)."""
+    """Every file of the package as the wheel holds it: relative to ``src/`` (caches excluded)."""
     return {
-        path.relative_to(ROOT).as_posix()
+        path.relative_to(SRC).as_posix()
         for path in PACKAGE_DIR.rglob("*")
         if path.is_file() and "__pycache__" not in path.parts and path.suffix not in {".pyc", ".pyo"}
     }
@@ -317,8 +318,8 @@ def test_sdist_holds_the_package_and_the_project_files_only(dists: Dists) -> Non
             member.name.removeprefix(f"{DIST_NAME}/") for member in archive.getmembers() if member.isfile()
         }
 
-    egg_info = {name for name in files if name.startswith("django_cloudsync.egg-info/")}
-    assert files - egg_info == package_files() | _SDIST_PROJECT_FILES
+    egg_info = {name for name in files if name.startswith("src/django_cloudsync.egg-info/")}
+    assert files - egg_info == {f"src/{name}" for name in package_files()} | _SDIST_PROJECT_FILES
 
 
 # The wheel, installed outside the checkout.

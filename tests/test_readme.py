@@ -177,7 +177,7 @@ def test_app_redirect_uris_sample_passes_the_checks_and_lets_the_app_code_sample
 
 
 def test_every_setting_the_app_reads_is_in_the_settings_tables() -> None:
-    package = ROOT / "django_cloudsync"
+    package = ROOT / "src" / "django_cloudsync"
     source = "\n".join(path.read_text() for path in package.rglob("*.py"))
     read = set(re.findall(r'getattr\(settings, "(CLOUDSYNC_[A-Z_]+)"', source))
     read |= set(re.findall(r'provider_settings\(\)\.get\("([A-Z_]+)"', source))
