@@ -34,3 +34,8 @@ bench: $(BIN)/.installed
 ## make soak: the soak test, short form (python -m soak --help for the long one).
 soak: $(BIN)/.installed
 	$(BIN)/python -m soak --quick
+
+## make docs: the documentation site (mkdocs.yml, docs/) into build/docs/, warnings as errors.
+.PHONY: docs
+docs: $(BIN)/.installed
+	$(BIN)/mkdocs build --strict --site-dir build/docs
