@@ -31,7 +31,8 @@ def check_encryption_keys(app_configs: Any = None, **kwargs: Any) -> list[CheckM
         return [
             Error(
                 "CLOUDSYNC_ENCRYPTION_KEYS is not set: CloudSync tokens cannot be stored.",
-                hint="Generate one with `manage.py cloudsync_generate_key` and read it from the environment.",
+                hint="Run `manage.py cloudsync_generate_key` and set CLOUDSYNC_ENCRYPTION_KEYS = [that key], "
+                "read from the environment (keep it out of the repository).",
                 id="django_cloudsync.E001",
             )
         ]
@@ -44,7 +45,8 @@ def check_encryption_keys(app_configs: Any = None, **kwargs: Any) -> list[CheckM
             messages.append(
                 Error(
                     f"CLOUDSYNC_ENCRYPTION_KEYS[{position}] is malformed: {exc.message}.",
-                    hint="Each key is 32 random bytes in URL-safe base64 (44 characters).",
+                    hint="Each key is 32 random bytes in URL-safe base64 (44 characters), as "
+                    "`manage.py cloudsync_generate_key` prints them.",
                     id="django_cloudsync.E002",
                 )
             )
@@ -54,7 +56,9 @@ def check_encryption_keys(app_configs: Any = None, **kwargs: Any) -> list[CheckM
                 Error(
                     f"CLOUDSYNC_ENCRYPTION_KEYS[{position}] is the SECRET_KEY "
                     "(or one of SECRET_KEY_FALLBACKS).",
-                    hint="Use a key of its own, so that neither secret exposes the other.",
+                    hint="Put a key of its own first (`manage.py cloudsync_generate_key`), so that neither "
+                    "secret exposes the other; if tokens are stored under this one, keep it second, run "
+                    "`manage.py cloudsync_rotate_keys --skip-checks`, then remove it.",
                     id="django_cloudsync.E003",
                 )
             )
@@ -163,7 +167,8 @@ def check_provider(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
         messages.append(
             CheckWarning(
                 "SOCIALACCOUNT_PROVIDERS['cloudsync'] has no APPS.",
-                hint="Add {'client_id': ..., 'secret': ...} there, or a CloudSync SocialApp in the admin.",
+                hint="Add {'client_id': ..., 'secret': ...} there. If a CloudSync SocialApp in the admin "
+                "holds them instead, add 'django_cloudsync.W005' to SILENCED_SYSTEM_CHECKS.",
                 id="django_cloudsync.W005",
             )
         )
