@@ -11,9 +11,7 @@ from __future__ import annotations
 import configparser
 import itertools
 import json
-import os
 import re
-import select
 import shutil
 import subprocess
 import sys
@@ -30,6 +28,7 @@ import pytest
 from packaging.version import Version
 
 import django_cloudsync
+from tests.processes import clean_environment, fake_cloudsync, run
 
 ROOT = Path(__file__).resolve().parent.parent
 SRC = ROOT / "src"
@@ -62,7 +61,6 @@ _SDIST_PROJECT_FILES = {
 }
 # The requirements whose versions the fresh virtualenv takes from this test run's environment.
 _PINNED_REQUIREMENTS = ("django", "django-allauth", "requests", "cryptography")
-_SUBPROCESS_TIMEOUT = 300
 
 
 @dataclass(frozen=True)
@@ -86,19 +84,6 @@ class InstalledSite:
 
     def manage(self, *args: str) -> subprocess.CompletedProcess[str]:
         return self.run("manage.py", *args)
-
-
-def run(
-    command: list[str], *, cwd: Path, env: dict[str, str] | None = None, check: bool = True
-) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run(
-        command, cwd=cwd, env=env, capture_output=True, text=True, timeout=_SUBPROCESS_TIMEOUT, check=False
-    )
-    if check and result.returncode != 0:
-        pytest.fail(
-            f"{' '.join(command)} exited {result.returncode}\n{result.stdout}\n{result.stderr}", pytrace=False
-        )
-    return result
 
 
 def package_files() -> set[str]:
@@ -131,16 +116,6 @@ def tox_config() -> configparser.ConfigParser:
 def tox_env_names() -> list[str]:
     lines = tox_config()["tox"]["env_list"].split()
     return [name for line in lines for name in expand_braces(line)]
-
-
-def clean_environment() -> dict[str, str]:
-    """This process's environment without what would let the checkout or its venv leak in."""
-    leaky = {"PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "VIRTUAL_ENV", "DJANGO_SETTINGS_MODULE"}
-    return {
-        name: value
-        for name, value in os.environ.items()
-        if name not in leaky and not name.startswith(("PYTEST_", "CLOUDSYNC_"))
-    }
 
 
 @pytest.fixture(scope="module")
@@ -189,32 +164,13 @@ def installed_site(dists: Dists, tmp_path_factory: pytest.TempPathFactory) -> In
 @pytest.fixture
 def fake_cloudsync_url(installed_site: InstalledSite) -> Iterator[str]:
     """A fake CloudSync run from the installed package (``python -m django_cloudsync.testing``)."""
-    # Its log goes to a file, so that a chatty server can never block on a full pipe.
-    log_path = installed_site.directory / "fake-cloudsync.log"
-    with log_path.open("w") as log:
-        process = subprocess.Popen(
-            [str(installed_site.python), "-m", "django_cloudsync.testing", "--port", "0"],
-            cwd=installed_site.directory,
-            env=installed_site.env,
-            stdout=subprocess.PIPE,
-            stderr=log,
-            text=True,
-        )
-    try:
-        assert process.stdout is not None
-        ready, _, _ = select.select([process.stdout], [], [], 60)
-        first_line = process.stdout.readline() if ready else ""
-        match = re.match(r"Fake CloudSync listening on (http://\S+)", first_line)
-        if match is None:
-            pytest.fail(f"The fake CloudSync did not start: {first_line!r}\n{log_path.read_text()}")
-        yield match.group(1)
-    finally:
-        process.terminate()
-        try:
-            process.communicate(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.communicate()
+    with fake_cloudsync(
+        [str(installed_site.python), "-m", "django_cloudsync.testing", "--port", "0"],
+        cwd=installed_site.directory,
+        env=installed_site.env,
+        log_path=installed_site.directory / "fake-cloudsync.log",
+    ) as url:
+        yield url
 
 
 # The wheel.
@@ -320,6 +276,15 @@ def test_sdist_holds_the_package_and_the_project_files_only(dists: Dists) -> Non
 
     egg_info = {name for name in files if name.startswith("src/django_cloudsync.egg-info/")}
     assert files - egg_info == {f"src/{name}" for name in package_files()} | _SDIST_PROJECT_FILES
+
+
+def test_twine_check_passes_on_the_sdist_and_the_wheel(dists: Dists) -> None:
+    # What PyPI would refuse: metadata, and a README that does not render as the long description.
+    result = run(
+        [sys.executable, "-m", "twine", "check", "--strict", str(dists.sdist), str(dists.wheel)], cwd=ROOT
+    )
+
+    assert result.stdout.count("PASSED") == 2, result.stdout
 
 
 # The wheel, installed outside the checkout.
