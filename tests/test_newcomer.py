@@ -77,6 +77,14 @@ def parse(html: str) -> _Page:
     return page
 
 
+def newcomer_environment() -> dict[str, str]:
+    """A shell's environment whose ``python`` and ``django-admin`` are this test run's, with
+    nothing of the checkout or of this test run (settings, CloudSync variables) leaking in."""
+    env = clean_environment()
+    env["PATH"] = f"{Path(sys.executable).parent}:{env['PATH']}"
+    return env
+
+
 def newcomer_steps(page: Path) -> list[Sample]:
     return [each for each in samples(page) if each.marker is not None]
 
@@ -112,8 +120,7 @@ class Site:
 def follow_the_readme(
     workspace: Path, fake_url: str, *, settings_lines_left_out: str | None = None
 ) -> Iterator[Site]:
-    env = clean_environment()
-    env["PATH"] = f"{Path(sys.executable).parent}:{env['PATH']}"
+    env = newcomer_environment()
     first_run, *edits, last_run = newcomer_steps(README)
     assert (first_run.action, last_run.action) == ("run", "run")
     assert all(step.action in {"append", "write"} for step in edits)
@@ -167,8 +174,7 @@ def follow_the_readme(
 def fake_url(tmp_path: Path) -> Iterator[str]:
     """The fake CloudSync, started with docs/installation.md's command (on a free port)."""
     command = sample(DOCS / "installation.md", "console", "django_cloudsync.testing").body.strip()
-    env = clean_environment()
-    env["PATH"] = f"{Path(sys.executable).parent}:{env['PATH']}"
+    env = newcomer_environment()
     with fake_cloudsync(
         ["bash", "-c", "exec " + command.replace("--port 8765", "--port 0")],
         cwd=tmp_path,
