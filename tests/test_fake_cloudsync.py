@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Iterator
 from html.parser import HTMLParser
+from http.client import HTTPConnection
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 from wsgiref.util import setup_testing_defaults
@@ -902,18 +903,24 @@ def test_the_server_only_listens_on_loopback() -> None:
             FakeCloudSyncServer(host=host)
 
 
-def test_stop_returns_at_once_with_idle_keep_alive_connections_open() -> None:
+def test_stop_closes_idle_keep_alive_connections_instead_of_waiting_for_them() -> None:
     server = FakeCloudSyncServer().start()
-    session = requests.Session()
-    assert session.get(server.url + dialect.ME_PATH).status_code == 401  # the connection stays open
+    idle = HTTPConnection(server.host, server.port, timeout=FAST)
+    idle.request("GET", dialect.ME_PATH)
+    answer = idle.getresponse()
+    answer.read()
+    assert (answer.status, answer.will_close) == (401, False)  # kept alive, now idle
+    assert idle.sock is not None
 
-    started = time.monotonic()
     server.stop()
 
-    assert time.monotonic() - started < 1.0
-    with pytest.raises(requests.exceptions.ConnectionError):
+    # The server hung up on the idle connection (end of stream, long before its idle timeout):
+    # nothing is left for stop() to wait for.
+    assert idle.sock.recv(1) == b""
+    assert server.fake.counters["connections"] == 1
+    with requests.Session() as session, pytest.raises(requests.exceptions.ConnectionError):
         session.get(server.url + dialect.ME_PATH, timeout=FAST)
-    session.close()
+    idle.close()
     server.stop()  # idempotent
 
 
@@ -940,20 +947,20 @@ def test_a_server_serves_the_fake_it_was_given_and_says_nothing(capfd: pytest.Ca
 
 
 def test_the_fake_runs_as_its_own_process() -> None:
-    process = subprocess.Popen(
+    with subprocess.Popen(  # leaving the block closes the pipe
         [sys.executable, "-m", "django_cloudsync.testing", "--port", "0", "--token-lifetime", "7"],
         stdout=subprocess.PIPE,
         text=True,
-    )
-    try:
-        assert process.stdout is not None
-        line = process.stdout.readline()
-        assert line.startswith("Fake CloudSync listening on http://127.0.0.1:")
-        base = line.split()[4]
-        assert requests.get(base + "/_fake/config", timeout=2).json()["token_lifetime"] == 7
-    finally:
-        process.terminate()
-        assert process.wait(timeout=5) == 0
+    ) as process:
+        try:
+            assert process.stdout is not None
+            line = process.stdout.readline()
+            assert line.startswith("Fake CloudSync listening on http://127.0.0.1:")
+            base = line.split()[4]
+            assert requests.get(base + "/_fake/config", timeout=2).json()["token_lifetime"] == 7
+        finally:
+            process.terminate()
+            assert process.wait(timeout=5) == 0
 
 
 def test_the_standalone_fake_refuses_a_public_host() -> None:
@@ -1129,23 +1136,26 @@ def test_a_bad_fault_request_is_refused(http: requests.Session, url: str) -> Non
 # --------------------------------------------------------------------------- the fixtures
 
 
-def test_the_fixture_gives_each_test_a_clean_fake_part_one(cloudsync_fake: FakeCloudSync) -> None:
-    cloudsync_fake.token_lifetime = 1
-    cloudsync_fake.rotate_refresh_tokens = False
-    cloudsync_fake.timeout_delay = 0.1
-    cloudsync_fake.add_user("usr_left_behind")
-    cloudsync_fake.fail_always("api", "server_error")
-    cloudsync_fake.issue_tokens()
-
-
-def test_the_fixture_gives_each_test_a_clean_fake_part_two(
-    http: requests.Session, url: str, cloudsync_fake: FakeCloudSync
+@pytest.mark.parametrize("run", ["one", "another"])
+def test_the_fixture_gives_each_test_a_clean_fake(
+    http: requests.Session, url: str, cloudsync_fake: FakeCloudSync, run: str
 ) -> None:
+    # Each run finds a clean fake and leaves a dirty one: whichever of the two runs second, in any
+    # order and with any tests between them, finds what the first left behind wiped.
     assert (cloudsync_fake.token_lifetime, cloudsync_fake.rotate_refresh_tokens) == (3600, True)
     assert cloudsync_fake.timeout_delay == 3.0
     assert cloudsync_fake.users == [FakeUser("usr_ada", "ada@example.com", "Ada Lovelace")]
     assert cloudsync_fake.counters["code_exchanges"] == 0
     assert http.get(url + dialect.ME_PATH).status_code == 401  # no fault left behind
+
+    sign_in(http, url)
+    cloudsync_fake.issue_tokens()
+    cloudsync_fake.token_lifetime = 1
+    cloudsync_fake.rotate_refresh_tokens = False
+    cloudsync_fake.timeout_delay = 0.1
+    cloudsync_fake.add_user("usr_left_behind")
+    cloudsync_fake.fail_always("api", "server_error")
+    assert cloudsync_fake.counters["code_exchanges"] == 1
 
 
 def test_issue_tokens_skips_the_browser_for_tests_not_about_signing_in(
