@@ -69,8 +69,7 @@ ABSENT = Absent.FIELD
 
 def materialize(value: Any, secrets: Mapping[Any, str]) -> Any:
     """``value`` with every :class:`Secret` (or :class:`AppValue`, or :class:`Near` miss of one)
-    replaced and every absent field dropped (and, while ``nul_on_postgresql`` is open, every NUL
-    character removed from its strings)."""
+    replaced and every absent field dropped."""
     if isinstance(value, (Secret, AppValue)):
         return secrets[value]
     if isinstance(value, Near):
@@ -560,7 +559,7 @@ api_error_codes = st.one_of(
 api_error_texts = st.one_of(
     st.sampled_from([ABSENT, None, "<script>alert(1)</script>", "x" * 5000, "line\r\nbreak\x00", 42]),
     st.text(max_size=40),
-    # An echoed token in a description is scrubbed: that is not one of the open bugs.
+    # A token echoed in a description: the client must scrub it.
     st.just(Secret.STORED_ACCESS_TOKEN),
     st.just(["the token was", Secret.STORED_ACCESS_TOKEN]),
 )
