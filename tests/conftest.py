@@ -16,7 +16,7 @@ from tests.helpers import RESPONSE_LIMIT
 # loaded when it is created.
 hypothesis_settings.register_profile("default", max_examples=100)
 hypothesis_settings.register_profile("ci", max_examples=1000)
-hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
+hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE") or "default")
 
 
 @pytest.fixture
