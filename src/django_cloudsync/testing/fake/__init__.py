@@ -16,14 +16,22 @@ It never logs, prints or echoes back a token or the client secret.
 
 The package has one module per job: :mod:`.wsgi` (requests, responses, :func:`mount`),
 :mod:`.state` (what the fake remembers, and the helpers that read or reset it), :mod:`.faults`
-(the fault switches), :mod:`.pages` (the consent and error pages), :mod:`.oauth` (the
+(the fault and delay switches), :mod:`.pages` (the consent and error pages), :mod:`.oauth` (the
 authorization server), :mod:`.api` (the ``/v1`` API), :mod:`.control` (the ``/_fake/``
 endpoints) and :mod:`.app` (:class:`FakeCloudSync`, which puts them together).
 """
 
 from .app import FakeCloudSync
 from .control import CONTROL_PREFIX
-from .faults import DEFAULT_TIMEOUT_DELAY, FAULT_ENDPOINTS, FAULT_KINDS, SCRIPTED
+from .faults import (
+    DEFAULT_TIMEOUT_DELAY,
+    DRIP_CHUNK_BYTES,
+    FAULT_ENDPOINTS,
+    FAULT_KINDS,
+    GZIP_BOMB_BYTES,
+    MAX_DELAY,
+    SCRIPTED,
+)
 from .pages import SCOPE_MEANINGS
 from .state import DEFAULT_CODE_LIFETIME, DEFAULT_USER, FakeUser
 from .wsgi import MAX_BODY_BYTES, Environ, StartResponse, WSGIApp, mount
@@ -33,9 +41,12 @@ __all__ = [
     "DEFAULT_CODE_LIFETIME",
     "DEFAULT_TIMEOUT_DELAY",
     "DEFAULT_USER",
+    "DRIP_CHUNK_BYTES",
     "FAULT_ENDPOINTS",
     "FAULT_KINDS",
+    "GZIP_BOMB_BYTES",
     "MAX_BODY_BYTES",
+    "MAX_DELAY",
     "SCOPE_MEANINGS",
     "SCRIPTED",
     "Environ",

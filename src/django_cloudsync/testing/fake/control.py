@@ -18,7 +18,8 @@ CONTROL_PREFIX: Final = "/_fake/"
 
 
 class ControlEndpoints(FakeState):
-    """``/_fake/counters``, ``/_fake/config``, ``/_fake/faults``, ...: the fake steered over HTTP."""
+    """``/_fake/counters``, ``/_fake/config``, ``/_fake/faults``, ``/_fake/delays``, ...: the fake
+    steered over HTTP."""
 
     def _serve_control(self, request: Request) -> Response:
         """Steer a fake in another process. Answers never contain a token or the client secret."""
@@ -30,6 +31,8 @@ class ControlEndpoints(FakeState):
             ("POST", "reset"): self._control_reset,
             ("POST", "faults"): self._control_faults,
             ("DELETE", "faults"): lambda body: self.clear_faults(),
+            ("POST", "delays"): self._control_delays,
+            ("DELETE", "delays"): lambda body: self.clear_delays(),
             ("POST", "expire"): lambda body: {"expired": self.expire_access_tokens()},
             ("POST", "revoke"): self._control_revoke,
             ("POST", "users"): self._control_add_user,
@@ -92,6 +95,16 @@ class ControlEndpoints(FakeState):
             self.fail_always(endpoint, kind, retry_after=body.get("retry_after"))
         else:
             self.fail_next(endpoint, kind, times=body.get("times", 1), retry_after=body.get("retry_after"))
+
+    def _control_delays(self, body: dict[str, Any]) -> None:
+        """``{"endpoint", "seconds"}``, and ``"times"`` or ``"always": true``, and ``"drip"``."""
+        endpoint, seconds, drip = body.get("endpoint"), body.get("seconds"), body.get("drip", False)
+        if not isinstance(endpoint, str) or seconds is None:
+            raise ValueError("endpoint and seconds are required")
+        if body.get("always"):
+            self.delay_always(endpoint, seconds, drip=drip)
+        else:
+            self.delay_next(endpoint, seconds, times=body.get("times", 1), drip=drip)
 
     def _control_revoke(self, body: dict[str, Any]) -> dict[str, int]:
         user_id = body.get("user_id")

@@ -1,20 +1,27 @@
-"""The fault switches: what makes the fake CloudSync answer wrongly, on purpose.
+"""The switches that make the fake CloudSync misbehave on purpose: faults and delays.
 
-A test sets a switch on an endpoint (``fail_next``, ``fail_always``, ``respond_next``, or
-``POST /_fake/faults``); the next requests there are answered with the fault instead of the real
-answer, in the order the switches were set, and each one counts in ``faults_injected``.
+A **fault** switch (``fail_next``, ``fail_always``, ``respond_next``, or ``POST /_fake/faults``)
+answers the next requests to an endpoint wrongly instead of with the real answer; each one counts
+in ``faults_injected``. A **delay** switch (``delay_next``, ``delay_always``, or
+``POST /_fake/delays``) lets the answer, real or faulty, arrive late: held back for some seconds
+("stall"), or sent at once but its body one small chunk at a time ("drip"); each one counts in
+``delayed_answers``. Switches queue per endpoint and are served in the order they were set,
+``"me"`` and ``"workspaces"`` ones before ``"api"`` ones (which match any ``/v1`` path).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
+import math
 import re
 import threading
 import time
+import zlib
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, TypeVar
 
 from django_cloudsync import dialect
 
@@ -32,11 +39,19 @@ FAULT_KINDS: Final = (
     "rate_limited",
     "invalid_grant",
     "malformed_profile",
+    "gzip_bomb",
 )
 #: The fault kind of an answer scripted with :meth:`FaultSwitches.respond_next` (it carries its own
 #: response, so it is not one of ``FAULT_KINDS``).
 SCRIPTED: Final = "scripted"
 DEFAULT_TIMEOUT_DELAY: Final = 3.0
+#: The longest a delay switch holds an answer back (seconds): a delayed test still ends.
+MAX_DELAY: Final = 30.0
+#: A dripped body leaves in chunks of at most this many bytes, spread evenly over the delay.
+DRIP_CHUNK_BYTES: Final = 8
+#: What a ``gzip_bomb`` answer inflates to (valid JSON, mostly whitespace); on the wire it is about
+#: a thousandth of that, so a client must bound what it inflates, not only what it receives.
+GZIP_BOMB_BYTES: Final = 16 * 1024 * 1024
 
 #: The API's versioned root (``/v1/``), derived from the dialect rather than restated.
 API_ROOT: Final = dialect.ME_PATH.rsplit("/", 1)[0] + "/"
@@ -73,6 +88,18 @@ class Fault:
     response: Response | None = None
 
 
+@dataclass
+class Delay:
+    #: How long the answer takes: a stall before it, or the whole body's drip.
+    seconds: float
+    drip: bool
+    #: How many more answers this delay holds back; ``None`` means until cleared.
+    remaining: int | None
+
+
+_SwitchT = TypeVar("_SwitchT", Fault, Delay)
+
+
 def switch_endpoints(path: str) -> tuple[str, ...]:
     """The endpoints whose switches a request to ``path`` answers to, the most specific first:
     ``"me"`` and ``"workspaces"`` switches come before ``"api"`` ones (which match any ``/v1`` path).
@@ -90,6 +117,69 @@ def check_endpoint(endpoint: str) -> None:
         raise ValueError(f"endpoint must be one of {', '.join(FAULT_ENDPOINTS)}")
 
 
+def _check_times(times: object) -> None:
+    if isinstance(times, bool) or not isinstance(times, int) or times < 1:
+        raise ValueError("times must be a positive integer")
+
+
+def _take_first(queues: dict[str, deque[_SwitchT]], endpoints: Iterable[str]) -> _SwitchT | None:
+    """Consume one use of the first switch of the first of ``endpoints`` that has one (call it
+    under the lock); returns a copy, so the caller may read it outside the lock."""
+    for endpoint in endpoints:
+        queue = queues[endpoint]
+        if not queue:
+            continue
+        switch = queue[0]
+        if switch.remaining is not None:
+            switch.remaining -= 1
+            if switch.remaining <= 0:
+                queue.popleft()
+        return dataclasses.replace(switch)
+    return None
+
+
+def delayed_body(body: bytes, delay: Delay | None) -> Iterable[bytes]:
+    """The body of an answer as ``delay`` lets it leave: at once, after a stall, or dripped.
+
+    A drip is a generator: a server that writes each chunk as it comes (as
+    :class:`~django_cloudsync.testing.server.FakeCloudSyncServer` does) sends the headers at once,
+    then ``DRIP_CHUNK_BYTES`` at a time with an even pause before each chunk, ``delay.seconds``
+    in all. Either way the bytes are exactly the undelayed answer's.
+    """
+    if delay is None:
+        return [body]
+    if not delay.drip:
+        time.sleep(delay.seconds)
+        return [body]
+    return _drip(body, delay.seconds)
+
+
+def _drip(body: bytes, seconds: float) -> Iterator[bytes]:
+    chunks = [body[start : start + DRIP_CHUNK_BYTES] for start in range(0, len(body), DRIP_CHUNK_BYTES)]
+    chunks = chunks or [b""]  # an empty body still takes its time
+    pause = seconds / len(chunks)
+    for chunk in chunks:
+        time.sleep(pause)
+        yield chunk
+
+
+@functools.cache
+def _gzip_bomb() -> bytes:
+    """``GZIP_BOMB_BYTES`` of JSON (``{"data": [`` , spaces, ``]}``) gzipped, made once per process.
+
+    Generated rather than shipped; compressing runs of spaces is cheap (tens of milliseconds).
+    """
+    head, tail = b'{"data": [', b"]}"
+    compressor = zlib.compressobj(6, zlib.DEFLATED, 16 + zlib.MAX_WBITS)  # 16 +: a gzip wrapper
+    parts = [compressor.compress(head)]
+    block = b" " * (1024 * 1024)
+    padding = GZIP_BOMB_BYTES - len(head) - len(tail)
+    for start in range(0, padding, len(block)):
+        parts.append(compressor.compress(block[: padding - start]))
+    parts += [compressor.compress(tail), compressor.flush()]
+    return b"".join(parts)
+
+
 class FaultSwitches:
     """The fault switches of :class:`~django_cloudsync.testing.fake.FakeCloudSync`.
 
@@ -102,6 +192,7 @@ class FaultSwitches:
     _lock: threading.Lock
     _counters: dict[str, int]
     _faults: dict[str, deque[Fault]]
+    _delays: dict[str, deque[Delay]]
 
     def fail_next(
         self, endpoint: str, kind: str, times: int = 1, retry_after: int | str | None = None
@@ -111,8 +202,7 @@ class FaultSwitches:
         Faults queue up per endpoint and are served in the order they were added. ``"me"`` and
         ``"workspaces"`` faults are served before ``"api"`` ones (which match any ``/v1`` path).
         """
-        if isinstance(times, bool) or not isinstance(times, int) or times < 1:
-            raise ValueError("times must be a positive integer")
+        _check_times(times)
         self._add_fault(endpoint, Fault(kind, retry_after, times))
 
     def respond_next(
@@ -176,20 +266,12 @@ class FaultSwitches:
     def _take_fault(self, endpoints: Iterable[str]) -> Fault | None:
         """Consume the first pending fault of the first of ``endpoints`` that has one."""
         with self._lock:
-            for endpoint in endpoints:
-                queue = self._faults[endpoint]
-                if not queue:
-                    continue
-                fault = queue[0]
-                if fault.remaining is not None:
-                    fault.remaining -= 1
-                    if fault.remaining <= 0:
-                        queue.popleft()
+            fault = _take_first(self._faults, endpoints)
+            if fault is not None:
                 self._counters["faults_injected"] += 1
                 if fault.kind == dialect.INVALID_GRANT:
                     self._counters["invalid_grants"] += 1
-                return dataclasses.replace(fault)
-        return None
+            return fault
 
     def _fault_response(self, fault: Fault) -> Response:
         """What the client sees for an injected fault. Runs outside the lock (it may sleep)."""
@@ -212,4 +294,55 @@ class FaultSwitches:
         if fault.kind == "malformed_profile":
             # Well-formed JSON that breaks the documented shape: no `id`, a name of the wrong type.
             return json_response(200, {"email": "someone@example.com", "name": ["not", "a", "string"]})
+        if fault.kind == "gzip_bomb":
+            return json_response(200, None, [("Content-Encoding", "gzip")], raw=_gzip_bomb())
         return api_error(500, _SERVER_ERROR)
+
+    # ------------------------------------------------------------------ delays
+
+    def delay_next(self, endpoint: str, seconds: float, times: int = 1, *, drip: bool = False) -> None:
+        """Let the next ``times`` answers from ``endpoint`` take ``seconds`` (at most ``MAX_DELAY``).
+
+        The request is handled on arrival, as always; only its answer is late, so a client that
+        gives up on a delayed refresh has still had its refresh token rotated. Without ``drip``
+        nothing is sent for ``seconds``, then the whole answer; with ``drip`` the status line and
+        headers go at once and the body follows ``DRIP_CHUNK_BYTES`` at a time, spread over
+        ``seconds`` (a "slow drip", which a per-read timeout alone never stops). A delay applies to
+        whatever the answer is, a fault's included, and counts in ``delayed_answers``.
+        """
+        _check_times(times)
+        self._add_delay(endpoint, Delay(seconds, drip, times))
+
+    def delay_always(self, endpoint: str, seconds: float, *, drip: bool = False) -> None:
+        """Let every answer from ``endpoint`` take ``seconds`` (see :meth:`delay_next`) until
+        :meth:`clear_delays`."""
+        self._add_delay(endpoint, Delay(seconds, drip, None))
+
+    def clear_delays(self) -> None:
+        """Remove every queued and permanent delay."""
+        with self._lock:
+            for queue in self._delays.values():
+                queue.clear()
+
+    def _add_delay(self, endpoint: str, delay: Delay) -> None:
+        check_endpoint(endpoint)
+        seconds = delay.seconds
+        if (
+            isinstance(seconds, bool)
+            or not isinstance(seconds, (int, float))
+            or not math.isfinite(seconds)
+            or not 0 <= seconds <= MAX_DELAY
+        ):
+            raise ValueError(f"seconds must be a number from 0 to {MAX_DELAY:g}")
+        if not isinstance(delay.drip, bool):
+            raise ValueError("drip must be true or false")
+        with self._lock:
+            self._delays[endpoint].append(delay)
+
+    def _take_delay(self, endpoints: Iterable[str]) -> Delay | None:
+        """Consume the first pending delay of the first of ``endpoints`` that has one."""
+        with self._lock:
+            delay = _take_first(self._delays, endpoints)
+            if delay is not None:
+                self._counters["delayed_answers"] += 1
+            return delay

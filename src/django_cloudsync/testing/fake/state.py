@@ -37,6 +37,7 @@ _COUNTER_NAMES: Final = (
     "api_calls",
     "faults_injected",
     "connections",
+    "delayed_answers",
 )
 
 
@@ -188,7 +189,7 @@ class FakeState(FaultSwitches):
     # ------------------------------------------------------------------ state helpers for tests
 
     def reset(self) -> None:
-        """Forget codes, tokens, counters, faults and created workspaces; keep users and config."""
+        """Forget codes, tokens, counters, faults, delays and created workspaces; keep users and config."""
         with self._lock:
             self._forget_locked()
             for user in self._users.values():
@@ -213,6 +214,7 @@ class FakeState(FaultSwitches):
         self._access_tokens: dict[str, AccessToken] = {}
         self._refresh_tokens: dict[str, RefreshToken] = {}
         self._faults = {endpoint: deque() for endpoint in FAULT_ENDPOINTS}
+        self._delays = {endpoint: deque() for endpoint in FAULT_ENDPOINTS}
         self._counters = dict.fromkeys(_COUNTER_NAMES, 0)
         self._refreshes_by_user: Counter[str] = Counter()
         self._api_calls_by_path: Counter[str] = Counter()
@@ -271,7 +273,8 @@ class FakeState(FaultSwitches):
         of a grant whose newest access token had not lived half its lifetime (a client that
         refreshes twice per expiry shows here); ``refresh_attempts`` every refresh request;
         ``invalid_grants`` every ``invalid_grant`` answer; ``connections`` the TCP connections a
-        :class:`FakeCloudSyncServer` accepted.
+        :class:`FakeCloudSyncServer` accepted; ``faults_injected`` and ``delayed_answers`` the
+        answers a fault or a delay switch changed.
         """
         with self._lock:
             return {
