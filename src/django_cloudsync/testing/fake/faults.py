@@ -238,9 +238,9 @@ class FaultSwitches:
             except UnicodeEncodeError:
                 raise ValueError(f"the value of {name} must be Latin-1, as HTTP/1.1 sends it") from None
             checked.append((name, value))
-        fault = Fault(SCRIPTED, None, 1, response=Response(status, body, checked))
-        with self._lock:
-            self._faults[endpoint].append(fault)
+        self._queue(
+            self._faults, endpoint, Fault(SCRIPTED, None, 1, response=Response(status, body, checked))
+        )
 
     def fail_always(self, endpoint: str, kind: str, retry_after: int | str | None = None) -> None:
         """Answer every request to ``endpoint`` with fault ``kind`` until :meth:`clear_faults`."""
@@ -248,9 +248,7 @@ class FaultSwitches:
 
     def clear_faults(self) -> None:
         """Remove every queued and permanent fault."""
-        with self._lock:
-            for queue in self._faults.values():
-                queue.clear()
+        self._clear(self._faults)
 
     def _add_fault(self, endpoint: str, fault: Fault) -> None:
         check_endpoint(endpoint)
@@ -260,8 +258,7 @@ class FaultSwitches:
             raise ValueError("an invalid_grant fault only makes sense on the token endpoint")
         if fault.retry_after is not None and not isinstance(fault.retry_after, (int, str)):
             raise ValueError("retry_after must be seconds or an HTTP date")
-        with self._lock:
-            self._faults[endpoint].append(fault)
+        self._queue(self._faults, endpoint, fault)
 
     def _take_fault(self, endpoints: Iterable[str]) -> Fault | None:
         """Consume the first pending fault of the first of ``endpoints`` that has one."""
@@ -320,9 +317,7 @@ class FaultSwitches:
 
     def clear_delays(self) -> None:
         """Remove every queued and permanent delay."""
-        with self._lock:
-            for queue in self._delays.values():
-                queue.clear()
+        self._clear(self._delays)
 
     def _add_delay(self, endpoint: str, delay: Delay) -> None:
         check_endpoint(endpoint)
@@ -336,8 +331,7 @@ class FaultSwitches:
             raise ValueError(f"seconds must be a number from 0 to {MAX_DELAY:g}")
         if not isinstance(delay.drip, bool):
             raise ValueError("drip must be true or false")
-        with self._lock:
-            self._delays[endpoint].append(delay)
+        self._queue(self._delays, endpoint, delay)
 
     def _take_delay(self, endpoints: Iterable[str]) -> Delay | None:
         """Consume the first pending delay of the first of ``endpoints`` that has one."""
@@ -346,3 +340,14 @@ class FaultSwitches:
             if delay is not None:
                 self._counters["delayed_answers"] += 1
             return delay
+
+    # ------------------------------------------------------------------ the queues of both
+
+    def _queue(self, queues: dict[str, deque[_SwitchT]], endpoint: str, switch: _SwitchT) -> None:
+        with self._lock:
+            queues[endpoint].append(switch)
+
+    def _clear(self, queues: dict[str, deque[_SwitchT]]) -> None:
+        with self._lock:
+            for queue in queues.values():
+                queue.clear()
