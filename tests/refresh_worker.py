@@ -1,6 +1,6 @@
 """A worker process for the concurrency tests: many threads use one expired token at once.
 
-Run by tests/test_refresh_concurrency.py as
+Run by ``run_workers`` in tests/test_refresh.py (the many-processes tests) as
 ``python -m tests.refresh_worker <config.json>``; prints one JSON line: the access token
 each thread ended up with, and the errors seen.
 """

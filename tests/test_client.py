@@ -13,6 +13,7 @@ import logging
 import secrets
 import threading
 import time
+import tracemalloc
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -24,6 +25,7 @@ from django.views.debug import ExceptionReporter
 from django_cloudsync import dialect, errors, http
 from django_cloudsync.client import CloudSync, TokenSource, app_client
 from django_cloudsync.testing.fake import FakeCloudSync
+from tests.helpers import JSON_HEADERS, NESTED_JSON
 
 pytestmark = pytest.mark.usefixtures("cloudsync_settings")
 
@@ -844,3 +846,89 @@ def test_app_client_with_a_malformed_key(settings: Any) -> None:
     with pytest.raises(errors.ConfigurationError) as caught:
         app_client()
     assert "not a key" not in str(caught.value)
+
+
+# -- pinned regressions ----------------------------------------------------------------------
+#
+# Answers with which the hostile properties (tests/hostile/) found a bug in the client, each pinned
+# by the smallest input that showed it. All fixed; the comments say where and how.
+
+
+def test_bug_deeply_nested_json_from_the_api_is_a_typed_error(hostile_settings: FakeCloudSync) -> None:
+    # nested_json: http.parse_json let json's RecursionError through (tests/test_sign_in.py has
+    # the whole story).
+    fake = hostile_settings
+    api = CloudSync(access_token=fake.issue_tokens()["access_token"])
+    fake.respond_next("me", 200, NESTED_JSON, JSON_HEADERS)
+
+    with pytest.raises(errors.InvalidResponse):
+        api.me()
+
+
+# retry_after_digits: client._retry_after called float() on any value for which str.isdigit() is
+# true. HTTP header values are Latin-1, which has ¹ ² ³, and float("²") raised ValueError out of
+# every non-2xx API answer carrying such a Retry-After (the property found it by itself, in random
+# Latin-1 header text). Fix: `if value.isascii() and value.isdigit():`.
+
+
+@pytest.mark.parametrize(("status", "error"), [(429, errors.RateLimited), (503, errors.ServerError)])
+def test_bug_a_retry_after_of_superscript_digits_is_ignored(
+    hostile_settings: FakeCloudSync, status: int, error: type[errors.CloudSyncError]
+) -> None:
+    fake = hostile_settings
+    api = CloudSync(access_token=fake.issue_tokens()["access_token"])
+    fake.respond_next("me", status, b"{}", [*JSON_HEADERS, ("Retry-After", "\u00b2")])
+
+    with pytest.raises(error):
+        api.me()
+
+
+# echoed_credential: client._error_for scrubbed the token from descriptions but kept it as the
+# code: a 51-character token matches the error-code pattern, from the JSON body or from the
+# WWW-Authenticate challenge, and the code is in the exception's str(). Fix: _error_for drops a
+# code that contains the token. (The token endpoint's half is pinned in tests/test_secrets.py.)
+
+
+@pytest.mark.parametrize("where", ["body", "challenge"])
+def test_bug_an_access_token_echoed_as_the_error_code_stays_out_of_the_error(
+    hostile_settings: FakeCloudSync, where: str
+) -> None:
+    fake = hostile_settings
+    access_token = fake.issue_tokens()["access_token"]
+    api = CloudSync(access_token=access_token)
+    if where == "body":
+        fake.respond_next("me", 401, json.dumps({"error": access_token}).encode(), JSON_HEADERS)
+    else:
+        fake.respond_next("me", 401, b"", [("WWW-Authenticate", f'Bearer error="{access_token}"')])
+
+    with pytest.raises(errors.NotAuthenticated) as raised:
+        api.me()
+
+    assert access_token not in f"{raised.value!s} {raised.value!r}"
+
+
+# redirect_body_unbounded: http.send streams the body and stops reading past
+# CLOUDSYNC_MAX_RESPONSE_BYTES, but for a 301/302/303/307/308 with a Location header requests had
+# already read the whole body: Session.send(allow_redirects=False) still computes Response.next
+# through resolve_redirects, which does `resp.content`. A redirect with a 40 MiB body was read in
+# full (peak memory twice that) before the limit applied, from the API or the token endpoint. Fix:
+# http.get_session builds a requests.Session subclass whose get_redirect_target() returns None (the
+# app never follows a redirect), so requests never reads a redirect's body itself.
+
+
+def test_bug_a_redirect_body_is_bounded_like_any_other(hostile_settings: FakeCloudSync) -> None:
+    fake = hostile_settings
+    api = CloudSync(access_token=fake.issue_tokens()["access_token"])
+    huge = b"x" * (40 * 1024 * 1024)
+    fake.respond_next("me", 302, huge, [("Content-Type", "text/plain"), ("Location", "http://evil.example/")])
+    del huge  # the fake holds its own reference; only what the client allocates is traced below
+
+    tracemalloc.start()
+    try:
+        with pytest.raises(errors.CloudSyncError):
+            api.me()
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+    assert peak < 4 * 1024 * 1024, f"{peak / 2**20:.0f} MiB allocated to read a refused answer"

@@ -2,29 +2,22 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Any
 
 import pytest
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import AnonymousUser
 from django.test import Client
-from django.utils import timezone
 
 from django_cloudsync import client_for, tokens
 from django_cloudsync.client import CloudSync
 from django_cloudsync.middleware import UserWithCloudSync
 from django_cloudsync.models import CloudSyncToken
-from django_cloudsync.testing.flow import sign_in
+from tests.helpers import an_hour_later, expire, signed_in
 
 pytestmark = pytest.mark.django_db
 
 User = get_user_model()
-
-
-def signed_in(client: Client, **kwargs: Any) -> CloudSyncToken:
-    assert sign_in(client, **kwargs).status_code == 302
-    return CloudSyncToken.objects.order_by("-updated_at").first()
 
 
 def test_none_for_no_user_or_an_anonymous_one(django_assert_num_queries: Any) -> None:
@@ -72,9 +65,7 @@ def test_the_client_works_outside_a_request(client: Client, fake: Any) -> None:
 
 
 def test_an_expired_token_is_refreshed_once_outside_a_request(client: Client, fake: Any) -> None:
-    token = signed_in(client)
-    CloudSyncToken.objects.filter(pk=token.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
-    fake.expire_access_tokens()
+    an_hour_later(signed_in(client), fake)
     cloudsync = client_for(User.objects.get())
     assert cloudsync is not None
 
@@ -108,8 +99,7 @@ def test_of_several_accounts_the_most_recently_updated_one_is_used(client: Clien
 
     assert client_for(user).me()["id"] == "usr_bob"  # connected last
 
-    CloudSyncToken.objects.filter(pk=ada.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
-    tokens.refresh_if_expired(CloudSyncToken.objects.get(pk=ada.pk))  # saving the row updates it
+    tokens.refresh_if_expired(expire(ada))  # saving the row updates it
 
     assert client_for(user).me()["id"] == "usr_ada"
 

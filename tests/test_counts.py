@@ -13,7 +13,6 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
-from datetime import timedelta
 from typing import Any
 from urllib.parse import urlencode
 
@@ -23,15 +22,14 @@ from django.db import connections
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import include, path, reverse
-from django.utils import timezone
 
 from benchmarks.baseline import PROVIDER_ID as BASELINE_PROVIDER_ID
 from benchmarks.baseline import provider_settings as baseline_provider_settings
 from benchmarks.baseline.provider import BaselineProvider
 from django_cloudsync import http
-from django_cloudsync.models import CloudSyncToken
 from django_cloudsync.sources import client_for
 from django_cloudsync.testing.flow import consent, sign_in
+from tests.helpers import expire, signed_in
 
 urlpatterns = [
     path("accounts/", include("benchmarks.baseline.urls")),
@@ -163,9 +161,7 @@ def test_a_returning_users_sign_in_callback_stays_within_two_queries_of_allauths
 def test_threads_calling_the_api_with_one_expired_token_cause_one_token_request(
     database: str, client: Client, fake: Any
 ) -> None:
-    assert sign_in(client).status_code == 302
-    token = CloudSyncToken.objects.get()
-    CloudSyncToken.objects.filter(pk=token.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
+    token = expire(signed_in(client))
     user = token.user
     threads_count = 20
     start = threading.Barrier(threads_count)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import urlsplit
 
 import pytest
 from django.contrib.auth import get_user_model
@@ -15,7 +15,8 @@ from django.urls import reverse
 from django_cloudsync import errors
 from django_cloudsync.decorators import cloudsync_required
 from django_cloudsync.models import CloudSyncToken
-from django_cloudsync.testing.flow import follow_consent, sign_in
+from django_cloudsync.testing.flow import follow_consent
+from tests.helpers import query_of, signed_in
 
 pytestmark = pytest.mark.django_db
 
@@ -30,15 +31,6 @@ def middleware(request: pytest.FixtureRequest, settings: Any) -> str:
     if request.param == "without the middleware":
         settings.MIDDLEWARE = [entry for entry in settings.MIDDLEWARE if entry != MIDDLEWARE_PATH]
     return str(request.param)
-
-
-def signed_in(client: Client) -> CloudSyncToken:
-    assert sign_in(client).status_code == 302
-    return CloudSyncToken.objects.get()
-
-
-def query_of(url: str) -> dict[str, str]:
-    return {key: values[0] for key, values in parse_qs(urlsplit(url).query).items()}
 
 
 def assert_consent_redirect(response: Any, *, next_url: str, scope: str | None) -> None:
@@ -142,7 +134,7 @@ def test_scopes_that_are_not_scope_names_are_refused_at_decoration(scopes: list[
 def test_grant_with_every_scope_runs_the_view_without_consent(
     client: Client, fake: Any, middleware: str
 ) -> None:
-    sign_in(client, scope="workspaces:write")
+    signed_in(client, scope="workspaces:write")
 
     response = client.get("/needs-write/")
 

@@ -13,8 +13,10 @@ import subprocess
 import sys
 import threading
 import time
+import zlib
 from collections.abc import Iterator
 from html.parser import HTMLParser
+from http.client import HTTPConnection, HTTPResponse
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 from wsgiref.util import setup_testing_defaults
@@ -24,6 +26,7 @@ import requests
 
 from django_cloudsync import dialect
 from django_cloudsync.testing import FakeCloudSync, FakeCloudSyncServer, FakeUser, mount
+from django_cloudsync.testing.fake import DRIP_CHUNK_BYTES, GZIP_BOMB_BYTES, MAX_DELAY
 
 REDIRECT_URI = "http://app.test/accounts/cloudsync/login/callback/"
 CLIENT_ID = "fake-client-id"
@@ -879,6 +882,211 @@ def test_a_scripted_response_http_cannot_carry_is_refused(
     assert cloudsync_fake.counters["faults_injected"] == 0
 
 
+# --------------------------------------------------------------------------- delays and hostile answers
+
+
+def raw_get(url: str, path: str, token: str | None = None) -> tuple[HTTPResponse, list[bytes]]:
+    """GET ``path`` with ``http.client`` and keep the body as it came off the socket, one piece per
+    read: what a client sees of the wire, before any decoding."""
+    parts = urlsplit(url)
+    connection = HTTPConnection(parts.hostname or "", parts.port, timeout=5)
+    try:
+        connection.request("GET", path, headers={"Authorization": f"Bearer {token}"} if token else {})
+        response = connection.getresponse()
+        pieces = []
+        while piece := response.read1(64 * 1024):
+            pieces.append(piece)
+        return response, pieces
+    finally:
+        connection.close()
+
+
+def test_a_delayed_answer_arrives_intact_stalled_or_dripped(
+    http: requests.Session, url: str, cloudsync_fake: FakeCloudSync
+) -> None:
+    tokens = sign_in(http, url)
+    undelayed = call(http, url, dialect.WORKSPACES_PATH, tokens["access_token"])
+    cloudsync_fake.delay_next("workspaces", 0.05)
+    cloudsync_fake.delay_next("workspaces", 0.05, drip=True)
+    cloudsync_fake.delay_next("token", 0.05, drip=True)
+
+    stalled = call(http, url, dialect.WORKSPACES_PATH, tokens["access_token"])
+    dripped = call(http, url, dialect.WORKSPACES_PATH, tokens["access_token"])
+    fresh = refresh(http, url, tokens["refresh_token"])
+
+    assert stalled.status_code == dripped.status_code == 200
+    assert stalled.content == dripped.content == undelayed.content
+    assert stalled.headers == dripped.headers == undelayed.headers
+    assert fresh.status_code == 200
+    assert set(fresh.json()) == {"access_token", "token_type", "expires_in", "scope", "refresh_token"}
+    assert call(http, url, dialect.ME_PATH, fresh.json()["access_token"]).json()["id"] == "usr_ada"
+    counters = cloudsync_fake.counters
+    # Three answers delayed, one each; the keep-alive connection carried them all, drips included.
+    assert (counters["delayed_answers"], counters["refreshes"], counters["connections"]) == (3, 1, 1)
+
+
+def test_a_delayed_refresh_is_done_though_its_answer_comes_too_late(
+    http: requests.Session, url: str, cloudsync_fake: FakeCloudSync
+) -> None:
+    tokens = sign_in(http, url)
+    cloudsync_fake.delay_next("token", 0.5)
+    body = {
+        "grant_type": "refresh_token",
+        "client_id": CLIENT_ID,
+        "client_secret": CLIENT_SECRET,
+        "refresh_token": tokens["refresh_token"],
+    }
+
+    with pytest.raises(requests.exceptions.ReadTimeout):
+        http.post(url + dialect.TOKEN_PATH, json=body, timeout=FAST)
+
+    # The request was handled on arrival; only its answer was held back. Bounded wait for the
+    # server thread, in case the machine is slow to schedule it.
+    for _ in range(500):
+        if cloudsync_fake.counters["refreshes"]:
+            break
+        time.sleep(0.01)
+    assert cloudsync_fake.counters["refreshes"] == 1
+    # So the client that gave up holds a rotated refresh token: presenting it again is theft.
+    assert_oauth_error(refresh(http, url, tokens["refresh_token"]), 400, dialect.INVALID_GRANT)
+    assert cloudsync_fake.counters["delayed_answers"] == 1
+
+
+def test_delays_queue_per_endpoint_like_faults_and_always_lasts_until_cleared(
+    http: requests.Session, url: str, cloudsync_fake: FakeCloudSync
+) -> None:
+    def delayed() -> int:
+        return int(cloudsync_fake.counters["delayed_answers"])
+
+    cloudsync_fake.delay_next("workspaces", 0)
+    http.get(url + dialect.ME_PATH)
+    assert delayed() == 0  # a workspaces delay waits for /v1/workspaces
+    http.get(url + dialect.WORKSPACES_PATH)
+    assert delayed() == 1
+
+    cloudsync_fake.delay_always("api", 0, drip=True)
+    statuses = [http.get(url + path).status_code for path in (dialect.ME_PATH, "/v1/files", "/v1/me")]
+    http.post(url + dialect.TOKEN_PATH, json={})  # the token endpoint is not an API path
+    assert (statuses, delayed()) == ([401, 404, 401], 4)
+
+    cloudsync_fake.clear_delays()
+    http.get(url + dialect.ME_PATH)
+    assert delayed() == 4
+
+    cloudsync_fake.delay_always("me", 0)
+    cloudsync_fake.reset()
+    http.get(url + dialect.ME_PATH)
+    assert delayed() == 0  # reset forgot the delay, and the count
+
+
+def test_a_delay_applies_to_a_faulty_answer_too(
+    http: requests.Session, url: str, cloudsync_fake: FakeCloudSync
+) -> None:
+    cloudsync_fake.fail_next("me", "server_error")
+    cloudsync_fake.delay_next("api", 0.05, drip=True)
+
+    response = http.get(url + dialect.ME_PATH)
+
+    assert (response.status_code, response.json()) == (500, {"error": "server_error"})
+    counters = cloudsync_fake.counters
+    assert (counters["faults_injected"], counters["delayed_answers"]) == (1, 1)
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "seconds", "times", "drip"),
+    [
+        ("oauth", 1, 1, False),
+        ("api", -0.1, 1, False),
+        ("api", MAX_DELAY + 1, 1, False),
+        ("api", float("inf"), 1, False),
+        ("api", float("nan"), 1, False),
+        ("api", True, 1, False),
+        ("api", "1", 1, False),
+        ("api", 1, 0, False),
+        ("api", 1, 1, "yes"),
+    ],
+)
+def test_a_delay_that_cannot_happen_is_refused(
+    http: requests.Session,
+    url: str,
+    cloudsync_fake: FakeCloudSync,
+    endpoint: str,
+    seconds: Any,
+    times: Any,
+    drip: Any,
+) -> None:
+    with pytest.raises(ValueError):  # noqa: PT011 - the message is not the contract
+        cloudsync_fake.delay_next(endpoint, seconds, times=times, drip=drip)
+
+    http.get(url + dialect.ME_PATH)
+    assert cloudsync_fake.counters["delayed_answers"] == 0
+
+
+def test_the_control_endpoints_set_and_clear_delays(
+    http: requests.Session, url: str, cloudsync_fake: FakeCloudSync
+) -> None:
+    assert http.post(url + "/_fake/delays", json={"endpoint": "me", "seconds": 0, "times": 2}).ok
+    assert http.post(url + "/_fake/delays", json={"endpoint": "token", "seconds": 0.01, "drip": True}).ok
+    for _ in range(3):
+        http.get(url + dialect.ME_PATH)
+    http.post(url + dialect.TOKEN_PATH, json={})
+    assert http.get(url + "/_fake/counters").json()["delayed_answers"] == 3
+
+    assert http.post(url + "/_fake/delays", json={"endpoint": "api", "seconds": 0, "always": True}).ok
+    assert http.delete(url + "/_fake/delays").json() == {"ok": True}
+    http.get(url + dialect.ME_PATH)
+    assert cloudsync_fake.counters["delayed_answers"] == 3
+
+    for refused in ({"endpoint": "me"}, {"endpoint": "me", "seconds": MAX_DELAY * 2}, {"seconds": 1}):
+        assert_oauth_error(http.post(url + "/_fake/delays", json=refused), 400, dialect.INVALID_REQUEST)
+
+
+def test_a_dripped_answer_leaves_in_small_chunks_after_its_headers(
+    url: str, cloudsync_fake: FakeCloudSync
+) -> None:
+    undelayed = b"".join(raw_get(url, dialect.ME_PATH)[1])
+    cloudsync_fake.delay_next("me", 1.0, drip=True)  # 26 bytes: 4 chunks, a pause of 0.25 s each
+
+    response, pieces = raw_get(url, dialect.ME_PATH)
+
+    # getresponse() returned on the headers alone, the body then came in pieces: a per-read
+    # timeout longer than a pause would never fire on this answer.
+    assert response.status == 401
+    assert int(response.headers["Content-Length"]) == len(undelayed)
+    assert b"".join(pieces) == undelayed
+    assert len(pieces) >= 2
+    # Every piece but the last ends on a chunk boundary: the body was written a chunk at a time.
+    assert all(len(piece) % DRIP_CHUNK_BYTES == 0 for piece in pieces[:-1])
+    assert cloudsync_fake.counters["delayed_answers"] == 1
+
+
+def test_a_gzip_bomb_is_small_on_the_wire_and_inflates_to_many_megabytes(
+    url: str, cloudsync_fake: FakeCloudSync
+) -> None:
+    cloudsync_fake.fail_next("me", "gzip_bomb")
+
+    response, pieces = raw_get(url, dialect.ME_PATH)
+
+    sent = b"".join(pieces)
+    assert response.status == 200
+    assert response.headers["Content-Encoding"] == "gzip"
+    assert response.headers["Content-Type"] == "application/json"
+    assert int(response.headers["Content-Length"]) == len(sent) < 64 * 1024
+    # Inflated a megabyte at a time, as a careful client would, never all at once.
+    inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    inflated, head, pending = 0, b"", sent
+    while pending and not inflater.eof:
+        block = inflater.decompress(pending, 1024 * 1024)
+        head = head or block[:10]
+        inflated += len(block)
+        pending = inflater.unconsumed_tail
+    assert inflater.eof
+    assert inflated == GZIP_BOMB_BYTES >= 1000 * len(sent)
+    assert head == b'{"data": ['
+    assert cloudsync_fake.counters["faults_injected"] == 1
+    assert raw_get(url, dialect.ME_PATH)[0].status == 401  # once, then service resumes
+
+
 # --------------------------------------------------------------------------- the server
 
 
@@ -902,18 +1110,24 @@ def test_the_server_only_listens_on_loopback() -> None:
             FakeCloudSyncServer(host=host)
 
 
-def test_stop_returns_at_once_with_idle_keep_alive_connections_open() -> None:
+def test_stop_closes_idle_keep_alive_connections_instead_of_waiting_for_them() -> None:
     server = FakeCloudSyncServer().start()
-    session = requests.Session()
-    assert session.get(server.url + dialect.ME_PATH).status_code == 401  # the connection stays open
+    idle = HTTPConnection(server.host, server.port, timeout=FAST)
+    idle.request("GET", dialect.ME_PATH)
+    answer = idle.getresponse()
+    answer.read()
+    assert (answer.status, answer.will_close) == (401, False)  # kept alive, now idle
+    assert idle.sock is not None
 
-    started = time.monotonic()
     server.stop()
 
-    assert time.monotonic() - started < 1.0
-    with pytest.raises(requests.exceptions.ConnectionError):
+    # The server hung up on the idle connection (end of stream, long before its idle timeout):
+    # nothing is left for stop() to wait for.
+    assert idle.sock.recv(1) == b""
+    assert server.fake.counters["connections"] == 1
+    with requests.Session() as session, pytest.raises(requests.exceptions.ConnectionError):
         session.get(server.url + dialect.ME_PATH, timeout=FAST)
-    session.close()
+    idle.close()
     server.stop()  # idempotent
 
 
@@ -940,20 +1154,20 @@ def test_a_server_serves_the_fake_it_was_given_and_says_nothing(capfd: pytest.Ca
 
 
 def test_the_fake_runs_as_its_own_process() -> None:
-    process = subprocess.Popen(
+    with subprocess.Popen(  # leaving the block closes the pipe
         [sys.executable, "-m", "django_cloudsync.testing", "--port", "0", "--token-lifetime", "7"],
         stdout=subprocess.PIPE,
         text=True,
-    )
-    try:
-        assert process.stdout is not None
-        line = process.stdout.readline()
-        assert line.startswith("Fake CloudSync listening on http://127.0.0.1:")
-        base = line.split()[4]
-        assert requests.get(base + "/_fake/config", timeout=2).json()["token_lifetime"] == 7
-    finally:
-        process.terminate()
-        assert process.wait(timeout=5) == 0
+    ) as process:
+        try:
+            assert process.stdout is not None
+            line = process.stdout.readline()
+            assert line.startswith("Fake CloudSync listening on http://127.0.0.1:")
+            base = line.split()[4]
+            assert requests.get(base + "/_fake/config", timeout=2).json()["token_lifetime"] == 7
+        finally:
+            process.terminate()
+            assert process.wait(timeout=5) == 0
 
 
 def test_the_standalone_fake_refuses_a_public_host() -> None:
@@ -1129,23 +1343,26 @@ def test_a_bad_fault_request_is_refused(http: requests.Session, url: str) -> Non
 # --------------------------------------------------------------------------- the fixtures
 
 
-def test_the_fixture_gives_each_test_a_clean_fake_part_one(cloudsync_fake: FakeCloudSync) -> None:
-    cloudsync_fake.token_lifetime = 1
-    cloudsync_fake.rotate_refresh_tokens = False
-    cloudsync_fake.timeout_delay = 0.1
-    cloudsync_fake.add_user("usr_left_behind")
-    cloudsync_fake.fail_always("api", "server_error")
-    cloudsync_fake.issue_tokens()
-
-
-def test_the_fixture_gives_each_test_a_clean_fake_part_two(
-    http: requests.Session, url: str, cloudsync_fake: FakeCloudSync
+@pytest.mark.parametrize("run", ["one", "another"])
+def test_the_fixture_gives_each_test_a_clean_fake(
+    http: requests.Session, url: str, cloudsync_fake: FakeCloudSync, run: str
 ) -> None:
+    # Each run finds a clean fake and leaves a dirty one: whichever of the two runs second, in any
+    # order and with any tests between them, finds what the first left behind wiped.
     assert (cloudsync_fake.token_lifetime, cloudsync_fake.rotate_refresh_tokens) == (3600, True)
     assert cloudsync_fake.timeout_delay == 3.0
     assert cloudsync_fake.users == [FakeUser("usr_ada", "ada@example.com", "Ada Lovelace")]
     assert cloudsync_fake.counters["code_exchanges"] == 0
     assert http.get(url + dialect.ME_PATH).status_code == 401  # no fault left behind
+
+    sign_in(http, url)
+    cloudsync_fake.issue_tokens()
+    cloudsync_fake.token_lifetime = 1
+    cloudsync_fake.rotate_refresh_tokens = False
+    cloudsync_fake.timeout_delay = 0.1
+    cloudsync_fake.add_user("usr_left_behind")
+    cloudsync_fake.fail_always("api", "server_error")
+    assert cloudsync_fake.counters["code_exchanges"] == 1
 
 
 def test_issue_tokens_skips_the_browser_for_tests_not_about_signing_in(

@@ -20,6 +20,7 @@ from django.test.utils import CaptureQueriesContext
 from django_cloudsync.models import CloudSyncToken
 from django_cloudsync.sources import client_for
 from django_cloudsync.testing.flow import app_authorization, consent
+from tests.helpers import nothing_persisted
 
 pytestmark = pytest.mark.django_db
 
@@ -84,10 +85,6 @@ def assert_refused_before_cloudsync_is_asked(response: Any, fake: Any, error: tu
     assert error in [(each["code"], each.get("param")) for each in errors_of(response)]
     assert fake.counters["api_calls"] == fake.counters["token_requests"] == 0
     assert nothing_persisted()
-
-
-def nothing_persisted() -> bool:
-    return not (User.objects.exists() or SocialAccount.objects.exists() or CloudSyncToken.objects.exists())
 
 
 def stored_anywhere(secret: str) -> list[str]:

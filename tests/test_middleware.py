@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import urlsplit
 
 import pytest
 from asgiref.sync import async_to_sync
@@ -16,37 +15,21 @@ from django.http import HttpRequest, HttpResponse
 from django.test import AsyncClient, Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import reverse
-from django.utils import timezone
 from django.utils.functional import SimpleLazyObject, empty
 from django.views.debug import ExceptionReporter, SafeExceptionReporterFilter
 
 from django_cloudsync import crypto, errors, signals
 from django_cloudsync.middleware import CloudSyncMiddleware, UserWithCloudSync
 from django_cloudsync.models import CloudSyncToken
-from django_cloudsync.testing.flow import follow_consent, sign_in
+from django_cloudsync.testing.flow import follow_consent
 from tests import views
+from tests.helpers import an_hour_later, query_of, signed_in
 
 pytestmark = pytest.mark.django_db
 
 User = get_user_model()
 
 MIDDLEWARE_PATH = "django_cloudsync.middleware.CloudSyncMiddleware"
-
-
-def signed_in(client: Client) -> CloudSyncToken:
-    """Sign in with CloudSync through the fake's consent page; the stored token row."""
-    assert sign_in(client).status_code == 302
-    return CloudSyncToken.objects.get()
-
-
-def an_hour_later(token: CloudSyncToken, fake: Any) -> None:
-    """The stored access token has expired, here and at CloudSync."""
-    CloudSyncToken.objects.filter(pk=token.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
-    fake.expire_access_tokens()
-
-
-def query_of(url: str) -> dict[str, str]:
-    return {key: values[0] for key, values in parse_qs(urlsplit(url).query).items()}
 
 
 def queries_for(client: Client, path: str) -> int:

@@ -14,30 +14,18 @@ from typing import Any
 
 import pytest
 from django.db import connections, transaction
-from django.utils import timezone
 
 from django_cloudsync import errors, signals, tokens
 from django_cloudsync.models import CloudSyncToken
-from django_cloudsync.testing.flow import sign_in
+from tests.helpers import JSON_HEADERS, NESTED_JSON, expire, signed_in
 
 pytestmark = pytest.mark.django_db(transaction=True, databases="__all__")
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def signed_in_token(client: Any) -> CloudSyncToken:
-    response = sign_in(client)
-    assert response.status_code == 302
-    return CloudSyncToken.objects.get()
-
-
-def expire(token: CloudSyncToken) -> CloudSyncToken:
-    CloudSyncToken.objects.filter(pk=token.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
-    return CloudSyncToken.objects.get(pk=token.pk)
-
-
 def test_a_fresh_token_is_used_as_it_is(client: Any, fake: Any) -> None:
-    token = signed_in_token(client)
+    token = signed_in(client)
 
     assert tokens.refresh_if_expired(token) is token
     assert fake.counters["refresh_attempts"] == 0
@@ -46,14 +34,14 @@ def test_a_fresh_token_is_used_as_it_is(client: Any, fake: Any) -> None:
 def test_a_short_lived_token_just_received_is_not_refreshed(client: Any, fake: Any, settings: Any) -> None:
     settings.CLOUDSYNC_REFRESH_LEEWAY = 60
     fake.token_lifetime = 4
-    token = signed_in_token(client)
+    token = signed_in(client)
 
     assert not token.is_expiring()  # the leeway is capped at half the lifetime: 2 s
     assert token.is_expiring(now=token.expires_at - timedelta(seconds=1.5))
 
 
 def test_an_expiring_token_is_refreshed_and_stored_encrypted_in_the_same_row(client: Any, fake: Any) -> None:
-    token = expire(signed_in_token(client))
+    token = expire(signed_in(client))
     old_access, old_refresh = token.access_token(), token.refresh_token()
     sent: list[dict[str, Any]] = []
     signals.token_refreshed.connect(lambda **kw: sent.append(kw), weak=False, dispatch_uid="t1")
@@ -77,7 +65,7 @@ def test_an_expiring_token_is_refreshed_and_stored_encrypted_in_the_same_row(cli
 
 
 def test_a_refresh_without_refresh_token_or_scope_keeps_the_old_ones(client: Any, fake: Any) -> None:
-    token = expire(signed_in_token(client))
+    token = expire(signed_in(client))
     fake.rotate_refresh_tokens = False
     fake.omit_scope_on_refresh = True
 
@@ -102,7 +90,7 @@ def test_a_failed_refresh_keeps_the_stored_tokens(
 ) -> None:
     settings.CLOUDSYNC_TIMEOUT = 0.3
     fake.timeout_delay = 0.6
-    token = expire(signed_in_token(client))
+    token = expire(signed_in(client))
     fake.fail_next("token", fault)
 
     with pytest.raises(error) as raised:
@@ -119,7 +107,7 @@ def test_a_failed_refresh_keeps_the_stored_tokens(
 
 
 def test_invalid_grant_forgets_the_tokens_and_asks_for_reauthorization(client: Any, fake: Any) -> None:
-    token = expire(signed_in_token(client))
+    token = expire(signed_in(client))
     fake.revoke_tokens()
     sent: list[dict[str, Any]] = []
     signals.reauthorization_required.connect(lambda **kw: sent.append(kw), weak=False, dispatch_uid="t2")
@@ -135,7 +123,7 @@ def test_invalid_grant_forgets_the_tokens_and_asks_for_reauthorization(client: A
 
 
 def test_a_rejected_token_is_refreshed_once_even_if_not_expired(client: Any, fake: Any) -> None:
-    token = signed_in_token(client)
+    token = signed_in(client)
 
     first = tokens.refresh_after_rejection(token)
     second = tokens.refresh_after_rejection(token)  # a second worker saw the same rejection
@@ -148,7 +136,7 @@ def test_a_rejected_token_is_refreshed_once_even_if_not_expired(client: Any, fak
 def test_refresh_inside_the_callers_transaction_survives_its_rollback(
     on_postgres: str, client: Any, fake: Any
 ) -> None:
-    token = expire(signed_in_token(client))
+    token = expire(signed_in(client))
 
     class ViewFailed(Exception):
         pass
@@ -172,7 +160,7 @@ def test_refresh_inside_the_callers_transaction_survives_its_rollback(
 
 
 def test_many_threads_refresh_once(client: Any, fake: Any) -> None:
-    token = expire(signed_in_token(client))
+    token = expire(signed_in(client))
     results: list[str] = []
     failures: list[BaseException] = []
     start = threading.Barrier(16)
@@ -248,7 +236,7 @@ def assert_one_refresh(outputs: Any, fake: Any, expected: int) -> None:
 def test_many_processes_refresh_once_on_sqlite(
     client: Any, fake: Any, cloudsync_server: Any, tmp_path: Path
 ) -> None:
-    token = expire(signed_in_token(client))
+    token = expire(signed_in(client))
 
     outputs = run_workers(token, cloudsync_server.url, "default", processes=4, threads=8, tmp=tmp_path)
 
@@ -259,7 +247,7 @@ def test_many_processes_refresh_once_on_sqlite(
 def test_many_processes_and_threads_refresh_once_on_postgresql(
     on_postgres: str, client: Any, fake: Any, cloudsync_server: Any, tmp_path: Path
 ) -> None:
-    token = expire(signed_in_token(client))
+    token = expire(signed_in(client))
     assert connections[on_postgres].vendor == "postgresql"
 
     outputs = run_workers(token, cloudsync_server.url, on_postgres, processes=4, threads=8, tmp=tmp_path)
@@ -275,10 +263,38 @@ def test_sign_in_and_refresh_work_under_atomic_requests(
         request.getfixturevalue("on_postgres")
     monkeypatch.setitem(connections[database].settings_dict, "ATOMIC_REQUESTS", True)
 
-    token = expire(signed_in_token(client))  # stored in the view's transaction, with its account
+    token = expire(signed_in(client))  # stored in the view's transaction, with its account
     response = client.get("/workspaces/")  # refreshed on a connection of its own, then used
 
     assert response.status_code == 200
     assert response.json()["connected"] is True
     assert fake.counters["refreshes"] == 1
     assert CloudSyncToken.objects.get().version == token.version + 1
+
+
+# Pinned regressions: refresh answers with which the hostile properties (tests/hostile/) found a
+# bug. All fixed; the first pins of each bug, and how it was fixed, are in tests/test_sign_in.py.
+
+
+def test_bug_an_expires_in_of_non_ascii_digits_is_a_typed_refresh_error(
+    client: Any, hostile_settings: Any
+) -> None:
+    # expires_in_digits: int("²") in oauth.TokenResponse.from_json raised ValueError.
+    token = expire(signed_in(client))
+    body = {"access_token": "at_test_new", "token_type": "Bearer", "expires_in": "²"}
+    hostile_settings.respond_next("token", 200, json.dumps(body).encode(), JSON_HEADERS)
+
+    with pytest.raises(errors.InvalidResponse):
+        tokens.refresh_if_expired(token)
+
+
+def test_bug_deeply_nested_json_from_the_token_endpoint_is_a_typed_refresh_error(
+    client: Any, hostile_settings: Any
+) -> None:
+    # nested_json: http.parse_json let json's RecursionError through.
+    token = expire(signed_in(client))
+    hostile_settings.respond_next("token", 400, NESTED_JSON, JSON_HEADERS)
+
+    with pytest.raises(errors.CloudSyncError):
+        tokens.refresh_if_expired(token)
+    assert CloudSyncToken.objects.get(pk=token.pk).version == token.version

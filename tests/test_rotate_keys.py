@@ -8,7 +8,6 @@ import re
 import threading
 import uuid
 from collections.abc import Callable
-from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -18,12 +17,11 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import connections, router
 from django.test.utils import CaptureQueriesContext
-from django.utils import timezone
 
 from django_cloudsync import tokens
 from django_cloudsync.crypto import TokenCipher, key_id, parse_key
 from django_cloudsync.models import CloudSyncToken
-from django_cloudsync.testing.flow import sign_in
+from tests.helpers import expire, signed_in
 
 pytestmark = pytest.mark.django_db(transaction=True, databases="__all__")
 
@@ -88,18 +86,13 @@ def readable_tokens() -> dict[uuid.UUID, tuple[str, str | None]]:
     return {row.pk: (row.access_token(), row.refresh_token()) for row in CloudSyncToken.objects.all()}
 
 
-def signed_in_token(client: Any) -> CloudSyncToken:
-    assert sign_in(client).status_code == 302
-    return CloudSyncToken.objects.get()
-
-
 def test_rotation_moves_every_token_to_the_new_key_so_the_old_key_can_go(
     client: Any, fake: Any, settings: Any
 ) -> None:
     settings.CLOUDSYNC_ENCRYPTION_KEYS = [OLD_KEY]
-    signed_in = signed_in_token(client)
+    ada = signed_in(client)
     plaintexts = make_rows(25)
-    plaintexts[signed_in.pk] = (signed_in.access_token(), signed_in.refresh_token())
+    plaintexts[ada.pk] = (ada.access_token(), ada.refresh_token())
     before = {row.pk: (row.version, row.updated_at) for row in CloudSyncToken.objects.all()}
 
     settings.CLOUDSYNC_ENCRYPTION_KEYS = [NEW_KEY, OLD_KEY]
@@ -115,11 +108,11 @@ def test_rotation_moves_every_token_to_the_new_key_so_the_old_key_can_go(
 
 def test_the_rotated_account_still_works_against_cloudsync(client: Any, fake: Any, settings: Any) -> None:
     settings.CLOUDSYNC_ENCRYPTION_KEYS = [OLD_KEY]
-    token = signed_in_token(client)
+    token = signed_in(client)
     settings.CLOUDSYNC_ENCRYPTION_KEYS = [NEW_KEY, OLD_KEY]
     rotate()
     settings.CLOUDSYNC_ENCRYPTION_KEYS = [NEW_KEY]
-    CloudSyncToken.objects.filter(pk=token.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
+    expire(token)
 
     refreshed = tokens.refresh_if_expired(CloudSyncToken.objects.get())  # uses the rotated refresh token
 
@@ -243,9 +236,7 @@ def test_a_refresh_during_rotation_loses_nothing(
     if database == "postgres":
         request.getfixturevalue("on_postgres")
     settings.CLOUDSYNC_ENCRYPTION_KEYS = [OLD_KEY]
-    token = signed_in_token(client)
-    CloudSyncToken.objects.filter(pk=token.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
-    token = CloudSyncToken.objects.get()
+    token = expire(signed_in(client))
     old_tokens = (token.access_token(), token.refresh_token())
     settings.CLOUDSYNC_ENCRYPTION_KEYS = [NEW_KEY, OLD_KEY]  # the site and the command, deployed
     outcome: dict[str, Any] = {}
@@ -264,8 +255,7 @@ def test_a_refresh_during_rotation_loses_nothing(
     assert stored.access_token() == refreshed.access_token() != old_tokens[0]
     assert stored.refresh_token() == refreshed.refresh_token() != old_tokens[1]
     # The stored refresh token is the live one: the next refresh works.
-    CloudSyncToken.objects.filter(pk=token.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
-    tokens.refresh_if_expired(CloudSyncToken.objects.get())
+    tokens.refresh_if_expired(expire(token))
     assert fake.counters["refreshes"] == 2
     assert fake.counters["invalid_grants"] == 0
 
@@ -276,9 +266,7 @@ def test_a_refresh_by_a_worker_still_on_the_old_key_is_re_encrypted_after_it(
     # During a rolling deploy a worker may still encrypt with the old key: its write wins the
     # race, and the command retries the row with the refreshed tokens.
     settings.CLOUDSYNC_ENCRYPTION_KEYS = [OLD_KEY]
-    token = signed_in_token(client)
-    CloudSyncToken.objects.filter(pk=token.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
-    token = CloudSyncToken.objects.get()
+    token = expire(signed_in(client))
     outcome: dict[str, Any] = {}
     connection = connections[router.db_for_write(CloudSyncToken)]
     command_keys = [NEW_KEY, OLD_KEY]

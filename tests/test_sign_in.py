@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -10,23 +11,15 @@ import pytest
 from allauth.socialaccount.models import SocialAccount, SocialToken
 from django.contrib.auth import get_user_model
 from django.contrib.sessions.models import Session
+from django.test import Client
 
 from django_cloudsync.models import CloudSyncToken
 from django_cloudsync.testing.flow import consent, sign_in, start
+from tests.helpers import JSON_HEADERS, NESTED_JSON, assert_failure_page, nothing_persisted
 
 pytestmark = pytest.mark.django_db
 
 User = get_user_model()
-
-
-def assert_failure_page(response: Any) -> None:
-    """allauth's friendly "Third-Party Login Failure" page (HTTP 401), not a 500."""
-    assert response.status_code == 401
-    assert b"Third-Party Login Failure" in response.content
-
-
-def nothing_persisted() -> bool:
-    return not (User.objects.exists() or SocialAccount.objects.exists() or CloudSyncToken.objects.exists())
 
 
 # The authorize redirect.
@@ -390,3 +383,101 @@ def test_profile_without_an_id_is_refused(client: Any, fake: Any) -> None:
 
     assert_failure_page(response)
     assert nothing_persisted()
+
+
+# Pinned regressions: answers at sign-in with which the hostile properties (tests/hostile/) found a
+# bug, each pinned by the smallest input that showed it. All fixed; the comments say where and how.
+
+
+def sign_in_answered(fake: Any, status: int, body: bytes, *, profile: dict[str, str] | None = None) -> Any:
+    """A real sign-in whose code exchange CloudSync answers with ``status`` and ``body`` (JSON), and
+    its ``GET /v1/me`` with ``profile`` if one is given."""
+    browser = Client(raise_request_exception=False)
+    callback = consent(start(browser))
+    fake.respond_next("token", status, body, JSON_HEADERS)
+    if profile is not None:
+        fake.respond_next("me", 200, json.dumps(profile).encode(), JSON_HEADERS)
+    return browser.get(callback)
+
+
+# expires_in_digits: oauth.TokenResponse.from_json called int() on any str for which str.isdigit()
+# is true. int("²") and a string of more than 4300 digits raise ValueError: a 500 at sign-in (and an
+# untyped error from a refresh: tests/test_refresh.py). Fix: `re.fullmatch(r"[0-9]{1,10}", expires_in)`
+# instead of `expires_in.isdigit()`.
+
+
+@pytest.mark.parametrize("expires_in", ["²", "9" * 5000])
+def test_bug_an_expires_in_of_non_ascii_or_endless_digits_fails_the_sign_in_politely(
+    hostile_settings: Any, expires_in: str
+) -> None:
+    fake = hostile_settings
+    access_token = fake.issue_tokens()["access_token"]
+    body = {"access_token": access_token, "token_type": "Bearer", "expires_in": expires_in}
+
+    response = sign_in_answered(fake, 200, json.dumps(body).encode())
+
+    assert_failure_page(response)
+    assert not CloudSyncToken.objects.exists()
+
+
+# nested_json: http.parse_json caught ValueError and UnicodeDecodeError, not the RecursionError
+# json.loads raises on deeply nested JSON ("[" * 5000 fits any size limit): a 500 at sign-in (the
+# token answer, or its error body through oauth._error_body), and an untyped error from the API
+# client and the refresh (tests/test_client.py, tests/test_refresh.py). Fix:
+# `except (ValueError, UnicodeDecodeError, RecursionError)` (client._error_body already did this).
+
+
+@pytest.mark.parametrize("status", [200, 400])
+def test_bug_deeply_nested_json_from_the_token_endpoint_fails_the_sign_in_politely(
+    hostile_settings: Any, status: int
+) -> None:
+    response = sign_in_answered(hostile_settings, status, NESTED_JSON)
+
+    assert_failure_page(response)
+
+
+# nul_on_postgresql: PostgreSQL refuses NUL (0x00) in text and \u0000 in jsonb, which SQLite stores.
+# A /v1/me profile with a NUL in its id (allauth's SocialAccount lookup), name (User.save) or email
+# (SocialAccount.extra_data), or a token response with one in its scope
+# (tokens.store_from_sociallogin), was a 500 at sign-in that also broke the request's transaction.
+# Fix: the provider's extract_uid (socialaccount/provider.py) refuses an id containing NUL
+# (ProviderException: the failure page); its extract_common_fields and extract_extra_data keep only
+# string values without NUL (a list may hold one too); oauth.TokenResponse.from_json refuses a scope
+# containing NUL (InvalidResponse).
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(databases="__all__")
+@pytest.mark.parametrize(
+    ("field", "value", "refused"),
+    [
+        ("id", "usr_\x00", True),
+        ("name", "Ada\x00", False),
+        ("email", "ada\x00@example.com", False),
+        ("scope", "workspaces:read\x00", True),
+    ],
+)
+def test_bug_a_nul_from_cloudsync_is_no_500_on_postgresql(
+    on_postgres: str, hostile_settings: Any, field: str, value: str, refused: bool
+) -> None:
+    fake = hostile_settings
+    issued = fake.issue_tokens()
+    body = {
+        "access_token": issued["access_token"],
+        "refresh_token": issued["refresh_token"],
+        "token_type": "Bearer",
+        "expires_in": 3600,
+        "scope": "workspaces:read offline_access",
+    }
+    profile = {"id": "usr_nul", "email": "nul@example.com", "name": "Nul"}
+    if field == "scope":
+        body["scope"] = value
+    else:
+        profile[field] = value
+
+    response = sign_in_answered(fake, 200, json.dumps(body).encode(), profile=profile)
+
+    if refused:
+        assert_failure_page(response)
+    else:
+        assert response.status_code == 302, response.status_code

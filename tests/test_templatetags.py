@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import urlsplit
 
 import pytest
 from django.template import TemplateSyntaxError, engines
@@ -15,6 +15,7 @@ from django.urls import reverse
 
 from django_cloudsync.models import CloudSyncToken
 from django_cloudsync.testing.flow import consent, sign_in
+from tests.helpers import query_of
 
 pytestmark = pytest.mark.django_db
 
@@ -80,10 +81,6 @@ def forms_in(html: str | bytes) -> list[Form]:
 def render(source: str, rf: Any, **context: Any) -> str:
     request = rf.get("/page/")
     return engines["django"].from_string("{% load cloudsync %}" + source).render(context, request)
-
-
-def query_of(url: str) -> dict[str, str]:
-    return {key: values[0] for key, values in parse_qs(urlsplit(url).query).items()}
 
 
 # The markup.

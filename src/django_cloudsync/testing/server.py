@@ -4,7 +4,8 @@ A real socket, not a mocked transport, so tests exercise what production does: c
 pooling, timeouts, status lines, headers. The server speaks HTTP/1.1 with keep-alive and counts
 the TCP connections it accepts (``fake.counters["connections"]``), which is how a benchmark
 proves that the app reuses connections. One daemon thread per connection; :meth:`stop` closes
-idle keep-alive connections too, so it returns at once.
+idle keep-alive connections too, so it returns at once. A body the app yields over time (a delay
+switch's drip) is written chunk by chunk as it comes, after the headers.
 """
 
 from __future__ import annotations
@@ -15,10 +16,11 @@ import socketserver
 import sys
 import threading
 import traceback
+from collections.abc import Iterable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from io import BytesIO
 from types import TracebackType
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 from urllib.parse import unquote
 
 from .fake import MAX_BODY_BYTES, FakeCloudSync, WSGIApp
@@ -94,9 +96,34 @@ class _Handler(BaseHTTPRequestHandler):
         for name, value in headers:
             if name.lower() not in ("content-length", "connection", "transfer-encoding"):
                 self.send_header(name, value)
+        if isinstance(payload, _StreamedBody):
+            self._stream(payload)
+            return
         self.send_header("Content-Length", str(len(payload)))
         self.end_headers()
         self.wfile.write(payload)
+
+    def _stream(self, body: _StreamedBody) -> None:
+        """The headers at once, then each chunk as the app yields it (a drip must reach the client
+        in pieces). A body that does not match its ``Content-Length`` closes the connection: the
+        next answer on it would be misread."""
+        self.send_header("Content-Length", str(body.length))
+        self.end_headers()
+        self.wfile.flush()
+        sent = 0
+        try:
+            for chunk in body.chunks:
+                sent += len(chunk)
+                if sent > body.length:
+                    break
+                self.wfile.write(chunk)
+                self.wfile.flush()
+        finally:
+            close = getattr(body.chunks, "close", None)
+            if close is not None:
+                close()
+        if sent != body.length:
+            self.close_connection = True
 
     def _read_body(self) -> bytes | None:
         """The request body, or ``None`` after answering a request whose body cannot be read.
@@ -148,11 +175,29 @@ class _Handler(BaseHTTPRequestHandler):
         return environ
 
 
-def _call_wsgi(app: WSGIApp, environ: dict[str, Any]) -> tuple[str, list[tuple[str, str]], bytes]:
-    """Run a WSGI app to completion: status, headers, and the whole body.
+class _StreamedBody(NamedTuple):
+    """A body the app yields over time, and the ``Content-Length`` it announced for it."""
 
-    An exception in the app becomes a 500 and one line on stderr naming only its type and
-    place: exception messages could contain request data, and the fake never logs secrets.
+    length: int
+    chunks: Iterable[bytes]
+
+
+def _declared_length(headers: Iterable[tuple[str, str]]) -> int | None:
+    for name, value in headers:
+        if name.lower() == "content-length":
+            return int(value) if value.isascii() and value.isdigit() else None
+    return None
+
+
+def _call_wsgi(
+    app: WSGIApp, environ: dict[str, Any]
+) -> tuple[str, list[tuple[str, str]], bytes | _StreamedBody]:
+    """Run a WSGI app: status, headers, and the whole body, or the body still to come.
+
+    A body returned as a list is joined. Any other iterable with a ``Content-Length`` is left to
+    stream, chunk by chunk (the fake returns one only to drip an answer). An exception in the app
+    becomes a 500 and one line on stderr naming only its type and place: exception messages
+    could contain request data, and the fake never logs secrets.
     """
     captured: dict[str, Any] = {}
     chunks: list[bytes] = []
@@ -163,6 +208,9 @@ def _call_wsgi(app: WSGIApp, environ: dict[str, Any]) -> tuple[str, list[tuple[s
 
     try:
         result = app(environ, start_response)
+        length = _declared_length(captured.get("headers", ()))
+        if not isinstance(result, (list, tuple)) and length is not None and not chunks:
+            return captured["status"], captured["headers"], _StreamedBody(length, result)
         try:
             chunks.extend(result)
         finally:

@@ -1,0 +1,61 @@
+"""What many test modules do the same way: sign in, let a token expire, read a redirect, look for what a
+failed flow must not leave behind."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+from allauth.socialaccount.models import SocialAccount
+from django.contrib.auth import get_user_model
+from django.utils import timezone
+
+from django_cloudsync.models import CloudSyncToken
+from django_cloudsync.testing.flow import sign_in
+
+#: The one user the fake knows until a test adds another.
+ADA = "usr_ada"
+#: ``CLOUDSYNC_MAX_RESPONSE_BYTES`` under the ``hostile_settings`` fixture: low, so that an oversized
+#: body is cheap to send.
+RESPONSE_LIMIT = 16 * 1024
+JSON_HEADERS = [("Content-Type", "application/json")]
+#: JSON far deeper than Python's recursion limit, and far below ``RESPONSE_LIMIT``.
+NESTED_JSON = b"[" * 5000
+
+
+def signed_in(client: Any, *, user_id: str | None = None, **kwargs: Any) -> CloudSyncToken:
+    """Sign in (or, with ``process="connect"``, connect) through the fake's consent page, as
+    ``user_id`` (Ada by default); the token row stored for that CloudSync account."""
+    assert sign_in(client, user_id=user_id, **kwargs).status_code == 302
+    return CloudSyncToken.objects.get(account_id=user_id or ADA)
+
+
+def expire(token: CloudSyncToken) -> CloudSyncToken:
+    """The stored row, reloaded, with its access token expired a second ago (CloudSync still takes it)."""
+    CloudSyncToken.objects.filter(pk=token.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
+    return CloudSyncToken.objects.get(pk=token.pk)
+
+
+def an_hour_later(token: CloudSyncToken, fake: Any) -> CloudSyncToken:
+    """The stored access token has expired, here and at CloudSync."""
+    fake.expire_access_tokens()
+    return expire(token)
+
+
+def query_of(url: str) -> dict[str, str]:
+    """The first value of each parameter in ``url``'s query string."""
+    return {key: values[0] for key, values in parse_qs(urlsplit(url).query).items()}
+
+
+def nothing_persisted() -> bool:
+    """No user, social account or CloudSync token exists: what a refused sign-in leaves."""
+    return not (
+        get_user_model().objects.exists() or SocialAccount.objects.exists() or CloudSyncToken.objects.exists()
+    )
+
+
+def assert_failure_page(response: Any) -> None:
+    """allauth's friendly "Third-Party Login Failure" page (HTTP 401), not a 500."""
+    assert response.status_code == 401, response.status_code
+    assert b"Third-Party Login Failure" in response.content
