@@ -20,6 +20,8 @@ ALLOWED_HOSTS = ["testserver", "localhost", "127.0.0.1"]
 USE_TZ = True
 ROOT_URLCONF = "tests.urls"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+# pytest-django's live_server (tests/test_mobile_app.py) serves static files under this prefix.
+STATIC_URL = "/static/"
 
 INSTALLED_APPS = [
     "django.contrib.admin",
