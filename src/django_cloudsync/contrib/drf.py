@@ -24,6 +24,7 @@ from .. import responses
 from ..decorators import _scope_list
 from ..errors import CloudSyncError
 from ..middleware import request_client
+from . import refusal
 
 if TYPE_CHECKING:
     from ..client import CloudSync
@@ -69,12 +70,10 @@ class HasCloudSync(BasePermission):
         return self
 
     def has_permission(self, request: Any, view: Any) -> bool:
-        if not request.user.is_authenticated:
-            return False
-        answer = responses.connection_answer(request, client(request), self.scopes)
+        answer = refusal(request, self.scopes)
         if answer is not None:
             raise CloudSyncAnswer(answer)
-        return True
+        return bool(request.user.is_authenticated)
 
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:

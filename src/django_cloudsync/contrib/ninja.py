@@ -22,6 +22,7 @@ from .. import responses
 from ..decorators import _scope_list
 from ..errors import CloudSyncError
 from ..middleware import request_client
+from . import refusal
 
 if TYPE_CHECKING:
     from ..client import CloudSync
@@ -64,12 +65,10 @@ class CloudSyncAuth:
                 break
         else:
             return None
-        if not request.user.is_authenticated:
-            return None
-        answer = responses.connection_answer(request, client(request), self.scopes)
+        answer = refusal(request, self.scopes)
         if answer is not None:
             raise CloudSyncAnswer(answer)
-        return result
+        return result if request.user.is_authenticated else None
 
 
 def install(api: NinjaAPI) -> NinjaAPI:
