@@ -6,6 +6,7 @@ SQLite by default. ``CLOUDSYNC_TEST_POSTGRES_URL`` (``postgres://user@host:port/
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import tempfile
 from pathlib import Path
@@ -19,6 +20,8 @@ ALLOWED_HOSTS = ["testserver", "localhost", "127.0.0.1"]
 USE_TZ = True
 ROOT_URLCONF = "tests.urls"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+# pytest-django's live_server (tests/test_mobile_app.py) serves static files under this prefix.
+STATIC_URL = "/static/"
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -128,3 +131,25 @@ LOGGING = {
     "disable_existing_loggers": False,
     "loggers": {"django_cloudsync": {"level": "DEBUG"}},
 }
+
+# The DRF and django-ninja glue (django_cloudsync.contrib) is tested against the real packages,
+# which the `test` extra installs; a checkout without them still runs the rest of the suite.
+API_FRAMEWORKS = [name for name in ("rest_framework", "ninja") if importlib.util.find_spec(name)]
+if "rest_framework" in API_FRAMEWORKS:
+    INSTALLED_APPS += ["rest_framework", "rest_framework.authtoken"]
+    REST_FRAMEWORK = {
+        "EXCEPTION_HANDLER": "django_cloudsync.contrib.drf.exception_handler",
+        "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    }
+    # allauth headless's JWTTokenAuthentication (on the test API views) needs a signing key even
+    # while the session-token strategy is the one in use; a fresh one per run.
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    HEADLESS_JWT_PRIVATE_KEY = (
+        rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        .private_bytes(
+            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+        )
+        .decode()
+    )

@@ -7,6 +7,7 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("accounts/", include("allauth.urls")),
     path("_allauth/", include("allauth.headless.urls")),
+    path("api/", include("tests.api_urls")),
     path("", views.home, name="home"),
     path("workspaces/", views.workspaces, name="workspaces"),
     path("needs-write/", views.needs_write, name="needs_write"),

@@ -29,6 +29,8 @@ INSTALLED_APPS = [
     "allauth",
     "allauth.account",
     "allauth.socialaccount",
+    # allauth's headless API, for the single-page app at /spa/ (and apps).
+    "allauth.headless",
     "django_cloudsync",
     "example",
 ]
@@ -93,6 +95,8 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 LOGIN_REDIRECT_URL = "/"
 ACCOUNT_LOGOUT_REDIRECT_URL = "/"
 ACCOUNT_EMAIL_VERIFICATION = "none"
+# Where allauth headless sends the SPA after a failed provider sign-in.
+HEADLESS_FRONTEND_URLS = {"socialaccount_login_error": "/spa/"}
 
 # Where the example site itself runs: the built-in fake CloudSync is served under it.
 EXAMPLE_BASE_URL = os.environ.get("EXAMPLE_BASE_URL", "http://127.0.0.1:8000").rstrip("/")

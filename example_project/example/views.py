@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from django.contrib import messages
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import FileResponse, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
+from django.views.decorators.csrf import ensure_csrf_cookie
 from django.views.decorators.http import require_http_methods
 
 from django_cloudsync import errors
@@ -76,3 +78,9 @@ def new_workspace(request: HttpRequest) -> HttpResponse:
                 messages.success(request, f"Created the workspace “{workspace.get('name', name)}”.")
                 return redirect("home")
     return render(request, "example/new_workspace.html")
+
+
+@ensure_csrf_cookie  # the SPA posts allauth's provider redirect form with it
+def spa(request: HttpRequest) -> FileResponse:
+    """The single-page app: a static file, no template (``static/example/spa.html``)."""
+    return FileResponse((Path(__file__).parent / "static" / "example" / "spa.html").open("rb"))

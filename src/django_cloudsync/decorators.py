@@ -6,14 +6,11 @@ import functools
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar, overload
 
-from django.conf import settings
-from django.contrib.auth.views import redirect_to_login
 from django.http import HttpRequest, HttpResponse
-from django.shortcuts import resolve_url
 
-from .errors import ReauthorizationRequired
+from . import responses
+from .errors import CloudSyncError
 from .middleware import attach, protect_error_reports
-from .redirects import current_path, redirect_to_consent, redirect_to_reauthorize
 
 View = TypeVar("View", bound=Callable[..., HttpResponse])
 
@@ -48,7 +45,8 @@ def cloudsync_required(view: Any = None, *, scopes: str | Iterable[str] = ()) ->
     Works with or without :class:`~django_cloudsync.middleware.CloudSyncMiddleware`: the view
     can always use ``request.user.cloudsync``, and a
     :class:`~django_cloudsync.errors.ReauthorizationRequired` it lets escape becomes the same
-    trip through consent and back.
+    trip through consent and back. A request that wants JSON (:mod:`django_cloudsync.responses`)
+    is never redirected: it gets a JSON answer saying what is missing and how to get it.
     """
     required = _scope_list(scopes)
 
@@ -56,21 +54,22 @@ def cloudsync_required(view: Any = None, *, scopes: str | Iterable[str] = ()) ->
         @functools.wraps(view_func)
         def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
             if not request.user.is_authenticated:
-                # An unsafe path (``//host/...``) becomes the site's default destination.
-                return redirect_to_login(current_path(request) or resolve_url(settings.LOGIN_REDIRECT_URL))
+                return responses.login_required(request)
             # Without the middleware: give the view request.user.cloudsync, and keep tokens off
             # its error reports.
             attach(request)
             protect_error_reports(request)
             client = request.user.cloudsync  # type: ignore[attr-defined]  # attach() added it
-            granted = set(client.scopes or ()) if client is not None else set()
-            missing = [scope for scope in required if scope not in granted]
+            missing = responses.missing_scopes(client, required)
             if client is None or missing:
-                return redirect_to_consent(request, missing)
+                return responses.connection_required(request, client, missing)
             try:
                 return view_func(request, *args, **kwargs)
-            except ReauthorizationRequired as exc:
-                return redirect_to_reauthorize(request, exc.scopes)
+            except CloudSyncError as exc:
+                answer = responses.for_exception(request, exc)
+                if answer is None:
+                    raise
+                return answer
 
         return wrapper  # type: ignore[return-value]
 

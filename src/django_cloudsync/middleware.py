@@ -32,8 +32,7 @@ from django.http import HttpRequest, HttpResponse
 from django.utils.functional import SimpleLazyObject, cached_property, empty
 from django.utils.module_loading import import_string
 
-from .errors import ReauthorizationRequired
-from .redirects import redirect_to_reauthorize
+from . import responses
 from .sources import client_for
 
 if TYPE_CHECKING:
@@ -108,6 +107,18 @@ def attach(request: HttpRequest) -> None:
         request.user = UserWithCloudSync.wrapping(user)  # type: ignore[assignment]
 
 
+def request_client(request: Any) -> CloudSync | None:
+    """The client of the user on ``request``, whoever set it (Django, DRF, ninja), cached for the request.
+
+    For API views whose authentication (allauth headless's session token or JWT, DRF's token)
+    sets ``request.user`` after the middleware ran: afterwards ``request.user.cloudsync`` works
+    there too. One query on first use, none after.
+    """
+    attach(request)
+    client: CloudSync | None = request.user.cloudsync
+    return client
+
+
 def _adopt(user: SimpleLazyObject) -> None:  # type: ignore[type-arg]
     """Make AuthenticationMiddleware's lazy user a :class:`UserWithCloudSync`, in place.
 
@@ -146,8 +157,9 @@ class CloudSyncMiddleware:
 
     If a view lets :class:`~django_cloudsync.errors.ReauthorizationRequired` escape (the
     user's refresh token died), the user is sent through CloudSync's consent again and back to
-    the same URL. Error reports hide variables marked sensitive even with ``DEBUG`` on (see
-    :func:`protect_error_reports`).
+    the same URL; a request that wants JSON gets a JSON answer instead, for that and for every
+    other CloudSync error (:mod:`django_cloudsync.responses`). Error reports hide variables
+    marked sensitive even with ``DEBUG`` on (see :func:`protect_error_reports`).
     """
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
@@ -160,6 +172,6 @@ class CloudSyncMiddleware:
         return self.get_response(request)
 
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
-        if isinstance(exception, ReauthorizationRequired):
-            return redirect_to_reauthorize(request, exception.scopes)
-        return None
+        # A page goes through consent again after a dead grant; an API client gets JSON for
+        # every CloudSync error (see django_cloudsync.responses).
+        return responses.for_exception(request, exception)

@@ -10,7 +10,7 @@ from allauth.socialaccount.providers.base.provider import ProviderAccount, Provi
 from allauth.socialaccount.providers.oauth2.provider import OAuth2Provider
 from django.http import HttpRequest, HttpResponse
 
-from .. import conf, dialect
+from .. import conf, dialect, responses
 from ..models import MAX_ACCOUNT_ID_LENGTH
 from ..sources import latest_token
 from . import app_tokens
@@ -69,6 +69,14 @@ class CloudSyncProvider(OAuth2Provider):
         scope = kwargs.get("scope")
         if scope is None:
             scope = self.get_scope()
+            if kwargs.get("headless"):
+                # allauth headless's provider redirect passes no scope: an SPA asks for more in
+                # the URL's `scope`, as on allauth's own login view (django_cloudsync.responses
+                # tells it to, after a dead grant or for a missing scope).
+                asked = responses.requested_scopes(request)
+                if asked is None:
+                    return responses.invalid_scope(request)
+                scope = [*scope, *asked]
         if process == AuthProcess.CONNECT:
             # Incremental authorization: the new grant replaces the stored one, so it must carry
             # what the user granted before as well as the scopes a view asks for now.
