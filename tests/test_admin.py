@@ -7,6 +7,7 @@ import re
 from typing import Any
 
 import pytest
+from allauth.socialaccount.models import SocialToken
 from django.contrib.admin.models import DELETION, LogEntry
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
@@ -405,3 +406,22 @@ def test_ordering_never_uses_a_ciphertext(admin_client: Client, token: Any, orde
         ordering = [str(each) for each in response.context["cl"].queryset.query.order_by]
         assert ordering
         assert not [each for each in ordering if "ciphertext" in each]
+
+
+def test_allauths_social_token_admin_shows_nothing_sealed_with_store_tokens_on(
+    admin_client: Client, client: Client, fake: Any, settings: Any
+) -> None:
+    settings.SOCIALACCOUNT_STORE_TOKENS = True
+    assert sign_in(client).status_code == 302
+    social_token = SocialToken.objects.get()
+    marker = "v1$"
+
+    pages = [
+        admin_client.get(reverse("admin:socialaccount_socialtoken_changelist")),
+        admin_client.get(reverse("admin:socialaccount_socialtoken_change", args=[social_token.pk])),
+    ]
+
+    for page in pages:
+        assert page.status_code == 200
+        assert marker not in page.content.decode()
+    assert_shows_none_of(pages[1], secrets_of(CloudSyncToken.objects.get(), fake))
