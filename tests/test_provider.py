@@ -17,7 +17,6 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import pytest
 from allauth.socialaccount.models import SocialAccount, SocialToken
 from django.contrib.auth import get_user_model
-from django.contrib.sessions.models import Session
 from django.db import connection
 from django.test import Client
 from django.urls import reverse
@@ -27,6 +26,7 @@ from django_cloudsync.models import CloudSyncToken
 from django_cloudsync.socialaccount.provider import PROTECTED_AUTH_PARAMS
 from django_cloudsync.sources import client_for
 from django_cloudsync.testing.flow import app_authorization, consent, sign_in
+from tests.test_headless import stored_anywhere
 
 pytestmark = pytest.mark.django_db
 
@@ -140,20 +140,8 @@ def test_a_login_urls_scope_still_only_adds_scopes(client: Client, fake: Any) ->
 
 def sealed_values_outside_our_table() -> list[str]:
     """Where the raw database (and any decoded session) holds something sealed with the site's key."""
-    marker = f"v1${conf.cipher().primary_key_id}$"
     ours = CloudSyncToken._meta.db_table
-    found = []
-    with connection.cursor() as cursor:
-        for table in connection.introspection.table_names():
-            if table == ours:
-                continue
-            cursor.execute(f'SELECT * FROM "{table}"')  # noqa: S608 - table names from introspection
-            if any(marker in str(value) for row in cursor.fetchall() for value in row):
-                found.append(table)
-    for session in Session.objects.all():
-        if marker in json.dumps(session.get_decoded(), default=str):
-            found.append(f"session {session.pk}")
-    return found
+    return [place for place in stored_anywhere(f"v1${conf.cipher().primary_key_id}$") if place != ours]
 
 
 def raw_social_tokens() -> list[tuple[str, str, Any]]:
