@@ -3,9 +3,11 @@ token or ciphertext, and its two actions ("Refresh now", "Forget tokens") answer
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
+from allauth.socialaccount.models import SocialToken
 from django.contrib.admin.models import DELETION, LogEntry
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
@@ -295,3 +297,131 @@ def test_forgetting_takes_the_delete_permission_and_refreshing_the_change_permis
     assert 'value="forget_tokens"' in page
     assert 'value="refresh_now"' not in page
     assert 'value="delete_selected"' not in page
+
+
+# Query strings: nothing filters, searches or orders on a ciphertext (issue 13, item 7).
+
+CIPHERTEXT_LOOKUPS = [
+    "access_token_ciphertext__regex",
+    "access_token_ciphertext__startswith",
+    "access_token_ciphertext__exact",
+    "access_token_ciphertext__gt",
+    "refresh_token_ciphertext__istartswith",
+    "refresh_token_ciphertext__contains",
+    "access_token_ciphertext",
+    "social_account__cloudsync_token__access_token_ciphertext__startswith",
+    "user__cloudsync_tokens__refresh_token_ciphertext__startswith",
+]
+
+
+def probe(token: CloudSyncToken, lookup: str) -> str:
+    """A value ``lookup`` matches for ``token``: a filter on it would tell how a ciphertext starts."""
+    ciphertext = (
+        token.refresh_token_ciphertext if "refresh_token" in lookup else token.access_token_ciphertext
+    )
+    if lookup.endswith("__regex"):
+        return "^" + re.escape(ciphertext[:4])
+    if lookup.endswith("__gt"):
+        return "0"
+    if lookup.endswith(("__exact", "_ciphertext")):
+        return ciphertext
+    return ciphertext[:4]
+
+
+@pytest.mark.parametrize("lookup", CIPHERTEXT_LOOKUPS)
+def test_a_view_only_staff_member_cannot_filter_on_a_ciphertext(token: Any, fake: Any, lookup: str) -> None:
+    staff = staff_member("view_cloudsynctoken")
+    assert CloudSyncToken.objects.filter(**{lookup: probe(token, lookup)}).count() == 1  # it would tell
+
+    matching = staff.get(reverse(CHANGELIST), {lookup: probe(token, lookup)})
+    not_matching = staff.get(reverse(CHANGELIST), {lookup: "~no-ciphertext-starts-so"})
+
+    # Refused whether or not the value matches: the answer tells nothing about the ciphertext.
+    assert matching.status_code == not_matching.status_code == 400
+    assert token.account_id not in matching.content.decode()
+
+
+@pytest.mark.parametrize("lookup", ["version__gte", "id__startswith", "pk", "user__password__startswith"])
+def test_fields_the_admin_does_not_show_cannot_be_filtered_on(
+    admin_client: Client, token: Any, lookup: str
+) -> None:
+    assert admin_client.get(reverse(CHANGELIST), {lookup: "0"}).status_code == 400
+
+
+def test_a_superuser_cannot_filter_on_a_ciphertext_either(admin_client: Client, token: Any) -> None:
+    response = admin_client.get(
+        reverse(CHANGELIST), {"access_token_ciphertext__startswith": token.access_token_ciphertext[:3]}
+    )
+
+    assert response.status_code == 400
+
+
+def test_the_shown_fields_can_still_be_filtered_on(admin_client: Client, token: Any) -> None:
+    for params in (
+        {"environment__exact": "test"},
+        {"account_id": token.account_id},
+        {"scope__contains": "workspaces"},
+        {"user__id__exact": str(token.user_id)},
+    ):
+        response = admin_client.get(reverse(CHANGELIST), params)
+
+        assert response.status_code == 200, params
+        assert response.context["cl"].result_count == 1, params
+
+
+@pytest.mark.parametrize(
+    ("admin_url", "lookup"),
+    [
+        ("admin:auth_user_changelist", "cloudsync_tokens__access_token_ciphertext__startswith"),
+        (
+            "admin:socialaccount_socialaccount_changelist",
+            "cloudsync_token__access_token_ciphertext__startswith",
+        ),
+    ],
+)
+def test_other_admins_cannot_filter_on_a_ciphertext_through_a_relation(
+    admin_client: Client, token: Any, admin_url: str, lookup: str
+) -> None:
+    response = admin_client.get(reverse(admin_url), {lookup: token.access_token_ciphertext[:3]})
+
+    assert response.status_code == 400
+
+
+def test_search_never_looks_at_a_ciphertext(admin_client: Client, token: Any) -> None:
+    for fragment in (token.access_token_ciphertext[-12:], token.refresh_token_ciphertext[-12:]):
+        response = admin_client.get(reverse(CHANGELIST), {"q": fragment})
+
+        assert response.status_code == 200
+        assert response.context["cl"].result_count == 0
+
+
+@pytest.mark.parametrize(
+    "order", ["0", "1", "2", "3", "4", "5", "-1.2", "6", "99", "access_token_ciphertext"]
+)
+def test_ordering_never_uses_a_ciphertext(admin_client: Client, token: Any, order: str) -> None:
+    response = admin_client.get(reverse(CHANGELIST), {"o": order})
+
+    assert response.status_code in (200, 302)
+    if response.status_code == 200:
+        ordering = [str(each) for each in response.context["cl"].queryset.query.order_by]
+        assert ordering
+        assert not [each for each in ordering if "ciphertext" in each]
+
+
+def test_allauths_social_token_admin_shows_nothing_sealed_with_store_tokens_on(
+    admin_client: Client, client: Client, fake: Any, settings: Any
+) -> None:
+    settings.SOCIALACCOUNT_STORE_TOKENS = True
+    assert sign_in(client).status_code == 302
+    social_token = SocialToken.objects.get()
+    marker = "v1$"
+
+    pages = [
+        admin_client.get(reverse("admin:socialaccount_socialtoken_changelist")),
+        admin_client.get(reverse("admin:socialaccount_socialtoken_change", args=[social_token.pk])),
+    ]
+
+    for page in pages:
+        assert page.status_code == 200
+        assert marker not in page.content.decode()
+    assert_shows_none_of(pages[1], secrets_of(CloudSyncToken.objects.get(), fake))

@@ -3,16 +3,19 @@
 Read-only: nothing can be added or edited. Two actions act on the selected rows: "Refresh now"
 (a forced refresh, as after a 401) and "Forget tokens" (the only way to delete: the user must
 authorize CloudSync again). Only the fields listed below are ever rendered, so the ciphertexts
-appear in no list, form, history entry or page.
+appear in no list, form, history entry or page; and only they can be filtered, searched or
+sorted on, so no query string can probe a ciphertext either.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+import django
 from django.contrib import admin, messages
 from django.contrib.auth import get_user_model
 from django.db.models import QuerySet
+from django.db.models.constants import LOOKUP_SEP
 from django.http import HttpRequest
 from django.utils.translation import gettext_lazy as _
 from django.utils.translation import ngettext
@@ -48,6 +51,16 @@ class CloudSyncTokenAdmin(TokenModelAdmin):
     fields = _SHOWN_FIELDS
     readonly_fields = _SHOWN_FIELDS
     actions = ["refresh_now", "forget_tokens"]
+
+    def lookup_allowed(self, lookup: str, value: Any, request: HttpRequest | None = None) -> bool:
+        # Django lets a query string filter on any local field by default: on a ciphertext,
+        # `?access_token_ciphertext__regex=^v1...` recovers it one character at a time from the
+        # row count, even for staff who may only view. Only the fields shown can be filtered on.
+        if lookup.split(LOOKUP_SEP, 1)[0] not in _SHOWN_FIELDS:
+            return False
+        if django.VERSION >= (5, 0):  # Django 5.0 gave lookup_allowed() its request argument.
+            return super().lookup_allowed(lookup, value, request)  # type: ignore[arg-type]
+        return super().lookup_allowed(lookup, value)  # type: ignore[call-arg]
 
     def get_search_fields(self, request: HttpRequest) -> tuple[str, ...]:
         # The user model may be custom: search by whatever identifies its users.

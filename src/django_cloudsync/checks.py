@@ -131,8 +131,13 @@ def check_provider(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
     if getattr(settings, "SOCIALACCOUNT_STORE_TOKENS", False):
         messages.append(
             CheckWarning(
-                "SOCIALACCOUNT_STORE_TOKENS is on: allauth keeps its own copy of every token.",
-                hint="django-cloudsync stores the tokens encrypted; set SOCIALACCOUNT_STORE_TOKENS = False.",
+                "SOCIALACCOUNT_STORE_TOKENS is on: allauth saves every provider's tokens unencrypted "
+                "in its SocialToken table. For CloudSync accounts it saves an empty SocialToken: "
+                "django-cloudsync keeps their tokens, encrypted, in its own table only.",
+                hint=(
+                    "Set SOCIALACCOUNT_STORE_TOKENS = False unless another provider needs it; read "
+                    "CloudSync tokens through request.user.cloudsync or client_for(), never SocialToken."
+                ),
                 id="django_cloudsync.W002",
             )
         )

@@ -16,6 +16,7 @@ from django.dispatch import receiver
 
 from . import tokens
 from .middleware import attach
+from .socialaccount.provider import empty_allauth_token
 
 
 @receiver(social_account_updated, dispatch_uid="django_cloudsync.store_on_update")
@@ -24,6 +25,7 @@ from .middleware import attach
 def store_sign_in_tokens(sender: Any, sociallogin: Any = None, **kwargs: Any) -> None:
     if sociallogin is not None:
         tokens.store_from_sociallogin(sociallogin)
+        empty_allauth_token(sociallogin)  # with SOCIALACCOUNT_STORE_TOKENS, allauth saves it too
 
 
 @receiver(user_logged_in, dispatch_uid="django_cloudsync.rewrap_user_after_login")

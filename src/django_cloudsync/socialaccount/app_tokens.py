@@ -185,8 +185,11 @@ def _sign_in_with(
         ) from None
     # As in the redirect flow (views.CloudSyncOAuth2Adapter.complete_login): allauth only ever
     # holds the token sealed, and the signal receivers store it encrypted once the account is saved.
+    # As allauth's callback does, the token names its app only if the app is a database row: one
+    # from settings (APPS) is unsaved, and SOCIALACCOUNT_STORE_TOKENS would fail to save the token.
     sociallogin.token = SocialToken(
-        app=provider.app, token=tokens.seal_for_sociallogin(response, sociallogin.account.uid)
+        app=provider.app if provider.app.pk else None,
+        token=tokens.seal_for_sociallogin(response, sociallogin.account.uid),
     )
     return sociallogin
 

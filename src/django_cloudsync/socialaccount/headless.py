@@ -19,15 +19,18 @@ redirect URIs (:func:`~.app_tokens.verify_app_code`).
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from allauth.core import context
+from allauth.core.exceptions import ImmediateHttpResponse
 from allauth.headless.constants import Client
 from allauth.headless.internal.restkit import inputs
 from allauth.headless.internal.restkit.response import ErrorResponse
 from allauth.headless.socialaccount.views import ProviderTokenView
 from allauth.socialaccount.providers.base.constants import AuthProcess
 from django.core.exceptions import ValidationError
+from django.http import HttpRequest
 from django.urls import path
 
 from .. import conf
@@ -72,14 +75,25 @@ class AppCodeView(ProviderTokenView):
 
     input_class = AppCodeInput  # type: ignore[assignment]  # allauth names its own input class
 
-    def handle_input(self, data: Any) -> ErrorResponse | None:
-        if data is not None and not isinstance(data, dict):
-            # A JSON array or number: allauth 65.20 and later refuse it before this point,
-            # older releases fail on it with a 500.
-            return ErrorResponse(
-                self.request, exception=ValidationError("The body must be a JSON object.", code="invalid")
-            )
-        return super().handle_input(data)
+    def _parse_json(self, request: HttpRequest) -> dict[str, Any] | None:
+        # allauth's own parser answers a body that is not JSON with an empty 400, lets the
+        # RecursionError of a deeply nested one through (a 500), and before 65.20 passes on a
+        # JSON array or number: every malformed body gets allauth's error list here instead.
+        if not request.body:
+            return None
+        try:
+            data = json.loads(request.body.decode())
+        except (UnicodeDecodeError, ValueError, RecursionError):
+            raise _malformed_body(request, "The body is not JSON (or is nested too deeply).") from None
+        if not isinstance(data, dict):
+            raise _malformed_body(request, "The body must be a JSON object.")
+        return data
+
+
+def _malformed_body(request: HttpRequest, message: str) -> ImmediateHttpResponse:
+    return ImmediateHttpResponse(
+        response=ErrorResponse(request, exception=ValidationError(message, code="invalid"))
+    )
 
 
 urlpatterns = [

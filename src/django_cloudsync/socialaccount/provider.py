@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, TypeGuard
+from typing import Any, TypeGuard
 
+from allauth.socialaccount.models import SocialLogin, SocialToken
 from allauth.socialaccount.providers.base.constants import AuthProcess
 from allauth.socialaccount.providers.base.provider import ProviderAccount, ProviderException
 from allauth.socialaccount.providers.oauth2.provider import OAuth2Provider
@@ -16,8 +17,23 @@ from ..sources import latest_token
 from . import app_tokens
 from .views import CloudSyncOAuth2Adapter
 
-if TYPE_CHECKING:
-    from allauth.socialaccount.models import SocialLogin
+#: The authorization request's own parameters. allauth lets a login URL's ``?auth_params=`` (and
+#: the ``AUTH_PARAMS`` setting) add to the request *and override* whatever it carries; these are
+#: this provider's alone: who asks, where the code goes, that it is a code (the authorization
+#: code grant only), the CSRF state, the scopes and the PKCE challenge. ``response_mode`` too: the
+#: code must come back in the callback's query.
+PROTECTED_AUTH_PARAMS = frozenset(
+    {
+        "client_id",
+        "redirect_uri",
+        "response_type",
+        "response_mode",
+        "state",
+        "scope",
+        "code_challenge",
+        "code_challenge_method",
+    }
+)
 
 
 class CloudSyncAccount(ProviderAccount):
@@ -87,6 +103,13 @@ class CloudSyncProvider(OAuth2Provider):
         # Remember what was asked for: a token response without `scope` was granted exactly
         # that (RFC 6749 §5.1). allauth stashes extra keyword arguments in the state.
         kwargs["requested_scope"] = dialect.join_scope(kwargs["scope"])
+        # Whatever the request or the settings say (allauth adds the PKCE challenge after this).
+        auth_params = kwargs.get("auth_params")
+        if auth_params is None:
+            auth_params = self.get_auth_params()
+        kwargs["auth_params"] = {
+            name: value for name, value in auth_params.items() if name not in PROTECTED_AUTH_PARAMS
+        }
         return super().redirect(request, process, next_url=next_url, data=data, **kwargs)
 
     def extract_uid(self, data: dict[str, Any]) -> str:
@@ -107,6 +130,25 @@ class CloudSyncProvider(OAuth2Provider):
     def extract_extra_data(self, data: dict[str, Any]) -> dict[str, Any]:
         # Keep the profile, not whatever else the response may carry.
         return {key: value for key in ("id", "email", "name") if _storable(value := data.get(key))}
+
+
+def empty_allauth_token(sociallogin: SocialLogin) -> None:
+    """Leave nothing of a CloudSync sign-in's tokens in allauth's ``SocialToken``, once stored.
+
+    The sealed token response rides on ``sociallogin.token`` only until the account is saved and
+    our own row is written. With ``SOCIALACCOUNT_STORE_TOKENS`` allauth also saves that
+    ``SocialToken``, where the sealed blob would stay, openable with the site's key and never
+    re-sealed by key rotation: allauth saves it before the tokens are stored for a new account or
+    a connect (emptied here with one UPDATE), and after them for an account signing in again
+    (emptied here in memory, before allauth saves it).
+    """
+    token = sociallogin.token
+    if token is None or sociallogin.account.provider != conf.PROVIDER_ID:
+        return
+    token.token = token.token_secret = ""
+    token.expires_at = None
+    if token.pk is not None:
+        SocialToken.objects.filter(pk=token.pk).update(token="", token_secret="", expires_at=None)
 
 
 def _storable(value: Any) -> TypeGuard[str]:

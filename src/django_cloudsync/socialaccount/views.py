@@ -31,6 +31,8 @@ from .. import conf, dialect, errors, oauth, tokens
 class CloudSyncOAuth2Client(OAuth2Client):
     def get_redirect_url(self, authorization_url: str, scope: list[str], extra_params: dict[str, Any]) -> str:
         params = {
+            # The provider keeps the protected names out of these; ours come after them anyway.
+            **extra_params,
             "client_id": self.consumer_key,
             "redirect_uri": self.callback_url,
             "response_type": "code",
@@ -38,7 +40,6 @@ class CloudSyncOAuth2Client(OAuth2Client):
         }
         if self.state:
             params["state"] = self.state
-        params.update(extra_params)
         return f"{authorization_url}?{urlencode(params)}"
 
     @sensitive_variables("code", "pkce_code_verifier")
