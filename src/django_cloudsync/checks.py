@@ -6,7 +6,6 @@ Errors (``django_cloudsync.E0xx``) stop ``runserver`` and ``migrate``; warnings
 
 from __future__ import annotations
 
-import ipaddress
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -16,12 +15,11 @@ from django.core.checks import CheckMessage, Error, Tags, register
 from django.core.checks import Warning as CheckWarning
 from django.utils.module_loading import import_string
 
-from . import conf, dialect, errors
+from . import conf, dialect, errors, wire
 from .crypto import parse_key
 
 _MIDDLEWARE = "django_cloudsync.middleware.CloudSyncMiddleware"
 _AUTH_MIDDLEWARE = "django.contrib.auth.middleware.AuthenticationMiddleware"
-_LOOPBACK_HOSTS = {"localhost", "localhost."}
 
 
 @register(Tags.security)
@@ -179,7 +177,7 @@ def check_provider(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
     messages += _check_app_redirect_uris(provider.get("APP_REDIRECT_URIS"))
     if not settings.DEBUG:
         for name, url in (("AUTH_URL", conf.auth_url()), ("API_URL", conf.api_url())):
-            if not _is_https_or_loopback(url):
+            if not wire.is_https_or_loopback(url):
                 messages.append(
                     Error(
                         f"SOCIALACCOUNT_PROVIDERS['cloudsync']['{name}'] is not HTTPS.",
@@ -222,7 +220,7 @@ def _is_app_redirect_uri(uri: Any) -> bool:
     if not dialect.is_redirect_uri(uri):
         return False
     # A private-use scheme, https, or plain http only on a loopback address (RFC 8252 §8.3).
-    return urlsplit(uri).scheme not in ("http", "https") or _is_https_or_loopback(uri)
+    return urlsplit(uri).scheme not in ("http", "https") or wire.is_https_or_loopback(uri)
 
 
 def _apps_are_complete(apps_setting: Any) -> bool:
@@ -230,24 +228,6 @@ def _apps_are_complete(apps_setting: Any) -> bool:
     if not isinstance(apps_setting, (list, tuple)):
         return False
     return all(isinstance(app, dict) and app.get("client_id") and app.get("secret") for app in apps_setting)
-
-
-def _is_https_or_loopback(url: str) -> bool:
-    try:
-        parts = urlsplit(url)
-        host = parts.hostname or ""
-    except ValueError:  # e.g. an unclosed IPv6 bracket
-        return False
-    if parts.scheme == "https":
-        return bool(host)
-    if parts.scheme != "http":
-        return False
-    if host in _LOOPBACK_HOSTS:
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback  # all of 127.0.0.0/8, as the client allows
-    except ValueError:
-        return False
 
 
 @register(Tags.security, deploy=True)
