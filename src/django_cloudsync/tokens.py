@@ -7,7 +7,8 @@ exactly one worker may refresh at a time, and every other worker must wait and u
 * Threads of one process wait on a process-local lock (cheap, no database round trips).
 * Processes and hosts wait on the database: a row lock (``SELECT ... FOR UPDATE``) where the
   database has them (PostgreSQL, MySQL, Oracle); on SQLite, which has none, a write that takes
-  the database's write lock, which serializes writers across processes on one host.
+  the database's write lock, which serializes writers across processes on one host. (The locks
+  and transactions themselves live in :mod:`~django_cloudsync.locking`.)
 * Under the lock, the row is re-read: if its ``version`` moved on, another worker refreshed
   already, and its tokens are used as they are.
 * The refresh commits in a transaction of its own. If the caller is inside a transaction (for
@@ -29,20 +30,18 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 import time
-import zlib
 from collections.abc import Callable
 from datetime import datetime
 from datetime import timezone as dt_timezone
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING
 
-from django.db import OperationalError, connections, router, transaction
-from django.db.models import F, QuerySet
+from django.db import router
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
-from . import conf, errors, oauth, signals
+from . import conf, errors, locking, oauth, signals
+from .locking import with_lock_retries
 from .models import CloudSyncToken
 
 if TYPE_CHECKING:
@@ -50,15 +49,15 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("django_cloudsync")
 
-T = TypeVar("T")
-
-# Striped process-local locks: bounded memory however many accounts there are.
-_LOCAL_LOCKS = tuple(threading.Lock() for _ in range(64))
-
-
-def _local_lock(key: object) -> threading.Lock:
-    return _LOCAL_LOCKS[zlib.crc32(str(key).encode()) % len(_LOCAL_LOCKS)]
-
+__all__ = [
+    "client_credentials",
+    "forget",
+    "refresh_after_rejection",
+    "refresh_if_expired",
+    "seal_for_sociallogin",
+    "store_from_sociallogin",
+    "with_lock_retries",  # moved to locking; kept here for code that imported it from tokens
+]
 
 # Sign-in: allauth holds the token response until the account is saved, sometimes across
 # requests in the session (a pending signup form). It only ever holds it sealed.
@@ -128,7 +127,7 @@ def store_from_sociallogin(sociallogin: SocialLogin) -> CloudSyncToken | None:
     # that commits first; then we re-read and write again, so the newest sign-in wins.
     db = router.db_for_write(CloudSyncToken)
     for _attempt in range(_STORE_ATTEMPTS):
-        row = with_lock_retries(db, write, atomic=False)
+        row = locking.with_lock_retries(db, write, atomic=False)
         if row is not None:
             logger.info("Stored CloudSync tokens for account %s (scope: %s)", row.account_id, row.scope)
             return row
@@ -179,7 +178,7 @@ def _refresh(
 ) -> CloudSyncToken:
     @sensitive_variables("refresh_token", "response")
     def locked() -> tuple[CloudSyncToken | None, str]:
-        row = _lock_row(CloudSyncToken.objects.filter(pk=token.pk))
+        row = locking.lock_row(CloudSyncToken.objects.filter(pk=token.pk))
         if row is None:  # Forgotten meanwhile (disconnected, or another worker got invalid_grant).
             return None, "gone"
         if not should_refresh(row):
@@ -207,9 +206,10 @@ def _refresh(
         row.save()
         return row, "refreshed"
 
-    with _local_lock(token.account_id):
+    db = router.db_for_write(CloudSyncToken)
+    with locking.local_lock(token.account_id):
         try:
-            row, outcome = _in_own_transaction(locked)
+            row, outcome = locking.in_own_transaction(db, locked)
         except errors.CloudSyncError as exc:
             logger.warning("Refreshing the CloudSync token of account %s failed: %s", token.account_id, exc)
             raise
@@ -246,79 +246,3 @@ def client_credentials() -> dict[str, str]:
             "No CloudSync app: set SOCIALACCOUNT_PROVIDERS['cloudsync']['APPS']"
         ) from None
     return {"client_id": app.client_id, "client_secret": app.secret}
-
-
-# Locking and transactions.
-
-
-def _lock_row(queryset: QuerySet[CloudSyncToken]) -> CloudSyncToken | None:
-    """Lock and return the row of ``queryset`` (or ``None``), inside the current transaction."""
-    db = queryset.db
-    if connections[db].features.has_select_for_update:
-        return queryset.select_for_update().first()
-    # SQLite has no row locks. Any write takes the database's write lock, held until this
-    # transaction ends, which serializes every writer of every process on this host.
-    queryset.update(version=F("version"))
-    return queryset.first()
-
-
-def _in_own_transaction(work: Callable[[], T]) -> T:
-    """Run ``work`` in a transaction that commits on its own, whatever the caller's transaction.
-
-    Inside a caller's transaction the work runs on a second connection, in a thread of its own.
-    Not on SQLite: there the caller's open transaction holds a read lock that keeps any other
-    connection from committing, so the work runs inside it (a rollback of the caller then rolls
-    the refresh back too; see the README on ``ATOMIC_REQUESTS``).
-    """
-    db = router.db_for_write(CloudSyncToken)
-    connection = connections[db]
-    inside_caller_transaction = connection.in_atomic_block and not all(
-        # Django's TestCase wraps each test in atomic blocks marked like this; the test's data
-        # is only visible inside them, so the work has to run there.
-        getattr(block, "_from_testcase", False)
-        for block in connection.atomic_blocks
-    )
-    if not inside_caller_transaction or connection.vendor == "sqlite":
-        return with_lock_retries(db, work)
-    results: list[T] = []
-    failures: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            results.append(with_lock_retries(db, work))
-        except BaseException as exc:  # handed to the caller's thread below
-            failures.append(exc)
-        finally:
-            connections[db].close()
-
-    thread = threading.Thread(target=run, name="django-cloudsync-refresh", daemon=True)
-    thread.start()
-    thread.join()
-    if failures:
-        raise failures[0]
-    return results[0]
-
-
-def with_lock_retries(db: str, work: Callable[[], T], *, atomic: bool = True) -> T:
-    """Run ``work`` (in a transaction of its own if ``atomic``), waiting out SQLite's write lock.
-
-    On SQLite a waiting writer gives up after its busy timeout ("database is locked"); keep
-    waiting, bounded, for as long as a refresh can take. Inside a caller's transaction the error
-    cannot be retried (the transaction is broken) and is raised.
-    """
-    connect, read = conf.timeout()
-    deadline = time.monotonic() + connect + read + 5
-    while True:
-        try:
-            if not atomic:
-                return work()
-            with transaction.atomic(using=db):
-                return work()
-        except OperationalError as exc:
-            connection = connections[db]
-            retryable = (
-                connection.vendor == "sqlite" and "locked" in str(exc) and not connection.in_atomic_block
-            )
-            if not retryable or time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)
