@@ -23,6 +23,7 @@ from django.utils import timezone
 from django_cloudsync import rotation, tokens
 from django_cloudsync.crypto import TokenCipher, key_id, parse_key
 from django_cloudsync.models import CloudSyncToken
+from django_cloudsync.oauth import TokenResponse
 from django_cloudsync.testing.flow import sign_in
 
 pytestmark = pytest.mark.django_db(transaction=True, databases="__all__")
@@ -53,7 +54,7 @@ def make_rows(count: int, *, prefix: str = "usr_bulk") -> dict[uuid.UUID, tuple[
     for n, account in enumerate(accounts):
         row = CloudSyncToken(user_id=account.user_id, social_account=account, account_id=account.uid)
         access, refresh = f"at_test_{prefix}_{n}_access", f"rt_test_{prefix}_{n}_refresh"
-        row.set_tokens(access_token=access, refresh_token=refresh, expires_in=3600, scope="workspaces:read")
+        row.set_tokens(TokenResponse(access, refresh, expires_in=3600, scope="workspaces:read"))
         rows.append(row)
         plaintexts[row.pk] = (access, refresh)
     CloudSyncToken.objects.bulk_create(rows)

@@ -130,7 +130,7 @@ def check_provider(app_configs: Any = None, **kwargs: Any) -> list[CheckMessage]
                 id="django_cloudsync.W002",
             )
         )
-    environment = provider.get("ENVIRONMENT")
+    environment = conf.environment_setting()
     if environment is not None and environment not in (dialect.LIVE, dialect.TEST):
         messages.append(
             Error(
@@ -237,7 +237,7 @@ def check_app_token_authentication(app_configs: Any = None, **kwargs: Any) -> li
     Like Django's own ``DEFAULT_AUTO_FIELD`` warning, it stays until the site decides: either
     value of ``TOKEN_AUTHENTICATION`` silences it.
     """
-    if "TOKEN_AUTHENTICATION" in conf.provider_settings() or not conf.headless_serves_apps():
+    if conf.token_authentication_decided() or not conf.headless_serves_apps():
         return []
     return [
         CheckWarning(

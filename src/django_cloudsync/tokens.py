@@ -28,6 +28,8 @@ queries, as allauth's own token storage needs.
 
 from __future__ import annotations
 
+import dataclasses
+import enum
 import json
 import logging
 import time
@@ -41,7 +43,6 @@ from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
 from . import conf, errors, locking, oauth, signals
-from .locking import with_lock_retries
 from .models import CloudSyncToken
 
 if TYPE_CHECKING:
@@ -50,13 +51,14 @@ if TYPE_CHECKING:
 logger = logging.getLogger("django_cloudsync")
 
 __all__ = [
+    "RefreshOutcome",
     "client_credentials",
     "forget",
     "refresh_after_rejection",
     "refresh_if_expired",
     "seal_for_sociallogin",
     "store_from_sociallogin",
-    "with_lock_retries",  # moved to locking; kept here for code that imported it from tokens
+    "unseal_sociallogin",
 ]
 
 # Sign-in: allauth holds the token response until the account is saved, sometimes across
@@ -69,19 +71,24 @@ _STORE_ATTEMPTS = 5
 @sensitive_variables("response", "payload")
 def seal_for_sociallogin(response: oauth.TokenResponse, account_id: str) -> str:
     """Seal a token response for allauth's ``SocialLogin.token``, bound to the CloudSync account."""
-    payload = json.dumps(
-        {
-            "access_token": response.access_token,
-            "refresh_token": response.refresh_token,
-            "expires_in": response.expires_in,
-            "scope": response.scope,
-            "issued_at": time.time(),
-        }
-    )
-    return conf.cipher().encrypt(payload, f"{_PENDING_PURPOSE}:{account_id}".encode())
+    payload = json.dumps({**dataclasses.asdict(response), "issued_at": time.time()})
+    return conf.cipher().encrypt(payload, _pending_associated_data(account_id))
 
 
-@sensitive_variables("payload")
+@sensitive_variables("sealed", "payload")
+def unseal_sociallogin(sealed: str, account_id: str) -> tuple[oauth.TokenResponse, datetime]:
+    """The token response sealed by :func:`seal_for_sociallogin` for ``account_id``, and when it
+    was issued; :class:`~.errors.UndecryptableToken` if it was sealed for anything else."""
+    payload = json.loads(conf.cipher().decrypt(sealed, _pending_associated_data(account_id)))
+    issued_at = datetime.fromtimestamp(payload.pop("issued_at"), tz=dt_timezone.utc)
+    return oauth.TokenResponse(**payload), issued_at
+
+
+def _pending_associated_data(account_id: str) -> bytes:
+    return f"{_PENDING_PURPOSE}:{account_id}".encode()
+
+
+@sensitive_variables("response")
 def store_from_sociallogin(sociallogin: SocialLogin) -> CloudSyncToken | None:
     """Store the tokens of a completed CloudSync sign-in, connect or re-authorization.
 
@@ -93,33 +100,23 @@ def store_from_sociallogin(sociallogin: SocialLogin) -> CloudSyncToken | None:
     if account.provider != conf.PROVIDER_ID or account.pk is None or token is None or not token.token:
         return None
     try:
-        payload = json.loads(conf.cipher().decrypt(token.token, f"{_PENDING_PURPOSE}:{account.uid}".encode()))
+        response, issued_at = unseal_sociallogin(token.token, account.uid)
     except errors.UndecryptableToken:
         logger.warning("Ignored an unsealable CloudSync sign-in token for account %s", account.uid)
         return None
-    scope = payload["scope"]
-    if scope is None:  # RFC 6749 §5.1: no scope in the answer means the requested scope.
-        scope = sociallogin.state.get("requested_scope")
-    issued_at = datetime.fromtimestamp(payload["issued_at"], tz=dt_timezone.utc)
-
-    new_tokens = {
-        "access_token": payload["access_token"],
-        "refresh_token": payload["refresh_token"],
-        "expires_in": payload["expires_in"],
-        "scope": scope,
-        "now": issued_at,
-    }
+    if response.scope is None:  # RFC 6749 §5.1: no scope in the answer means the requested scope.
+        response = dataclasses.replace(response, scope=sociallogin.state.get("requested_scope"))
 
     def write() -> CloudSyncToken | None:
         row = CloudSyncToken.objects.filter(social_account=account).first()
         if row is None:
             row = CloudSyncToken(social_account=account, account_id=account.uid, user_id=account.user_id)
-            row.set_tokens(**new_tokens)
+            row.set_tokens(response, now=issued_at)
             row.save(force_insert=True)
             return row
         seen = row.version
         row.user_id = account.user_id
-        row.set_tokens(**new_tokens)
+        row.set_tokens(response, now=issued_at)
         return row if _replace_if_unchanged(row, seen) else None
 
     # The sign-in writes in the caller's transaction (the SocialAccount allauth just saved may
@@ -155,6 +152,20 @@ def _replace_if_unchanged(row: CloudSyncToken, seen_version: int) -> bool:
 # Refresh.
 
 
+class RefreshOutcome(enum.Enum):
+    """What a refresh under the lock found and did."""
+
+    #: The row was deleted meanwhile (disconnected, or another worker got ``invalid_grant``).
+    GONE = "gone"
+    #: Nothing to do: another worker refreshed while we waited, or there is no refresh token.
+    UNCHANGED = "unchanged"
+    #: CloudSync refused the grant (or there was nothing to refresh a rejected token with):
+    #: the tokens are deleted, and the user must authorize again.
+    FORGOTTEN = "forgotten"
+    #: New tokens are stored.
+    REFRESHED = "refreshed"
+
+
 def refresh_if_expired(token: CloudSyncToken) -> CloudSyncToken:
     """Return the row with a usable access token, refreshing it first if it is about to expire.
 
@@ -177,34 +188,31 @@ def _refresh(
     forget_without_refresh_token: bool = False,
 ) -> CloudSyncToken:
     @sensitive_variables("refresh_token", "response")
-    def locked() -> tuple[CloudSyncToken | None, str]:
+    def locked() -> tuple[CloudSyncToken | None, RefreshOutcome]:
         row = locking.lock_row(CloudSyncToken.objects.filter(pk=token.pk))
         if row is None:  # Forgotten meanwhile (disconnected, or another worker got invalid_grant).
-            return None, "gone"
+            return None, RefreshOutcome.GONE
         if not should_refresh(row):
-            return row, "unchanged"  # Another worker refreshed while we waited: use its tokens.
+            # Another worker refreshed while we waited: use its tokens.
+            return row, RefreshOutcome.UNCHANGED
         refresh_token = row.refresh_token()
         if refresh_token is None:
             if not forget_without_refresh_token:
-                return row, "unchanged"  # Nothing to refresh with: use the token until it fails.
+                # Nothing to refresh with: use the token until it fails.
+                return row, RefreshOutcome.UNCHANGED
             row.delete()
-            return None, "forgotten"
+            return None, RefreshOutcome.FORGOTTEN
         try:
             response = oauth.refresh(refresh_token=refresh_token, **client_credentials())
         except errors.InvalidGrant:
             # The row was read under the lock, so no other worker has refreshed with this
             # refresh token: CloudSync really refused it (revoked, expired, or reused).
             row.delete()
-            return None, "forgotten"
-        row.set_tokens(
-            access_token=response.access_token,
-            refresh_token=response.refresh_token,
-            expires_in=response.expires_in,
-            scope=response.scope,
-        )
+            return None, RefreshOutcome.FORGOTTEN
+        row.set_tokens(response)
         row.refreshed_at = timezone.now()
         row.save()
-        return row, "refreshed"
+        return row, RefreshOutcome.REFRESHED
 
     db = router.db_for_write(CloudSyncToken)
     with locking.local_lock(token.account_id):
@@ -213,10 +221,10 @@ def _refresh(
         except errors.CloudSyncError as exc:
             logger.warning("Refreshing the CloudSync token of account %s failed: %s", token.account_id, exc)
             raise
-    if outcome == "refreshed":
+    if outcome is RefreshOutcome.REFRESHED:
         logger.info("Refreshed the CloudSync token of account %s", token.account_id)
         signals.token_refreshed.send(sender=CloudSyncToken, token=row, user=token.user)
-    elif outcome == "forgotten":
+    elif outcome is RefreshOutcome.FORGOTTEN:
         logger.warning("CloudSync access of account %s must be authorized again", token.account_id)
         signals.reauthorization_required.send(
             sender=CloudSyncToken, user=token.user, account_id=token.account_id, scopes=token.scopes
