@@ -18,9 +18,10 @@ from django.core.management.base import CommandError
 from django.db import connections, router
 from django.test.utils import CaptureQueriesContext
 
-from django_cloudsync import tokens
+from django_cloudsync import rotation, tokens
 from django_cloudsync.crypto import TokenCipher, key_id, parse_key
 from django_cloudsync.models import CloudSyncToken
+from django_cloudsync.oauth import TokenResponse
 from tests.helpers import expire, signed_in
 
 pytestmark = pytest.mark.django_db(transaction=True, databases="__all__")
@@ -51,14 +52,20 @@ def make_rows(count: int, *, prefix: str = "usr_bulk") -> dict[uuid.UUID, tuple[
     for n, account in enumerate(accounts):
         row = CloudSyncToken(user_id=account.user_id, social_account=account, account_id=account.uid)
         access, refresh = f"at_test_{prefix}_{n}_access", f"rt_test_{prefix}_{n}_refresh"
-        row.set_tokens(access_token=access, refresh_token=refresh, expires_in=3600, scope="workspaces:read")
+        row.set_tokens(TokenResponse(access, refresh, expires_in=3600, scope="workspaces:read"))
         rows.append(row)
         plaintexts[row.pk] = (access, refresh)
     CloudSyncToken.objects.bulk_create(rows)
     return plaintexts
 
 
+def rotate_keys(**options: Any) -> rotation.Tally:
+    """A rotation run by the engine, as the command runs it."""
+    return rotation.KeyRotation(**options).run()
+
+
 def rotate(*args: str, stdout: io.StringIO | None = None, stderr: io.StringIO | None = None) -> str:
+    """The command's output."""
     out = stdout if stdout is not None else io.StringIO()
     call_command("cloudsync_rotate_keys", *args, stdout=out, stderr=stderr or io.StringIO())
     return out.getvalue()
@@ -96,10 +103,11 @@ def test_rotation_moves_every_token_to_the_new_key_so_the_old_key_can_go(
     before = {row.pk: (row.version, row.updated_at) for row in CloudSyncToken.objects.all()}
 
     settings.CLOUDSYNC_ENCRYPTION_KEYS = [NEW_KEY, OLD_KEY]
-    output = rotate("--batch-size", "7")
+    result = rotate_keys(batch_size=7)
     settings.CLOUDSYNC_ENCRYPTION_KEYS = [NEW_KEY]
 
-    assert "Re-encrypted 26 rows" in output
+    assert (result.examined, result.rotated, result.current) == (26, 26, 0)
+    assert result.complete
     assert set(map(frozenset, key_ids_in_use().values())) == {frozenset({NEW_ID})}
     for row in CloudSyncToken.objects.all():
         assert (row.access_token(), row.refresh_token()) == plaintexts[row.pk]
@@ -110,7 +118,7 @@ def test_the_rotated_account_still_works_against_cloudsync(client: Any, fake: An
     settings.CLOUDSYNC_ENCRYPTION_KEYS = [OLD_KEY]
     token = signed_in(client)
     settings.CLOUDSYNC_ENCRYPTION_KEYS = [NEW_KEY, OLD_KEY]
-    rotate()
+    rotate_keys()
     settings.CLOUDSYNC_ENCRYPTION_KEYS = [NEW_KEY]
     expire(token)
 
@@ -125,13 +133,12 @@ def test_a_second_run_re_encrypts_nothing(settings: Any) -> None:
     settings.CLOUDSYNC_ENCRYPTION_KEYS = [OLD_KEY]
     make_rows(10)
     settings.CLOUDSYNC_ENCRYPTION_KEYS = [NEW_KEY, OLD_KEY]
-    rotate()
+    rotate_keys()
     after_first = ciphertexts()
 
-    output = rotate()
+    result = rotate_keys()
 
-    assert "Re-encrypted 0 rows" in output
-    assert "10 were already under it" in output
+    assert (result.rotated, result.current) == (0, 10)
     assert ciphertexts() == after_first
 
 
@@ -142,15 +149,13 @@ def test_rotation_stopped_at_a_limit_finishes_on_the_next_run_without_re_encrypt
     plaintexts = make_rows(20)
     settings.CLOUDSYNC_ENCRYPTION_KEYS = [NEW_KEY, OLD_KEY]
 
-    first = rotate("--batch-size", "3", "--limit", "7")
+    first = rotate_keys(batch_size=3, limit=7)
     done_first = {pk: pair for pk, pair in ciphertexts().items() if key_ids_in_use()[pk] == {NEW_ID}}
-    second = rotate("--batch-size", "3")
+    second = rotate_keys(batch_size=3)
 
-    assert "Re-encrypted 7 rows" in first
-    assert "run the command again" in first
+    assert (first.rotated, first.limit_reached, first.complete) == (7, True, False)
     assert len(done_first) == 7
-    assert "Re-encrypted 13 rows" in second
-    assert "7 were already under it" in second
+    assert (second.rotated, second.current, second.complete) == (13, 7, True)
     after = ciphertexts()
     assert all(after[pk] == pair for pk, pair in done_first.items())  # untouched by the second run
     settings.CLOUDSYNC_ENCRYPTION_KEYS = [NEW_KEY]
@@ -179,22 +184,34 @@ def test_an_interrupted_rotation_keeps_whole_batches_and_finishes_on_the_next_ru
     plaintexts = make_rows(12)
     settings.CLOUDSYNC_ENCRYPTION_KEYS = [NEW_KEY, OLD_KEY]
     connection = connections[router.db_for_write(CloudSyncToken)]
-    stdout = io.StringIO()
+    interrupted = rotation.KeyRotation(batch_size=5)
 
-    with connection.execute_wrapper(interrupt_at_update(7)), pytest.raises(CommandError) as raised:
-        rotate("--batch-size", "5", stdout=stdout)
+    with connection.execute_wrapper(interrupt_at_update(7)), pytest.raises(KeyboardInterrupt):
+        interrupted.run()
 
-    assert raised.value.returncode == 130
-    assert "run the command again" in str(raised.value)
-    assert "Re-encrypted 5 rows" in stdout.getvalue()  # the first batch committed...
+    assert interrupted.result.rotated == 5  # the first batch committed...
     in_use = key_ids_in_use()
     assert sorted(len([pk for pk in in_use if in_use[pk] == {kid}]) for kid in (NEW_ID, OLD_ID)) == [5, 7]
     # ...the interrupted one rolled back whole, and the next run finishes the job.
-    assert "Re-encrypted 7 rows" in rotate("--batch-size", "5")
+    assert rotate_keys(batch_size=5).rotated == 7
     settings.CLOUDSYNC_ENCRYPTION_KEYS = [NEW_KEY]
     assert {
         row.pk: (row.access_token(), row.refresh_token()) for row in CloudSyncToken.objects.all()
     } == plaintexts
+
+
+def test_the_command_interrupted_says_how_to_resume(settings: Any) -> None:
+    settings.CLOUDSYNC_ENCRYPTION_KEYS = [OLD_KEY]
+    make_rows(6)
+    settings.CLOUDSYNC_ENCRYPTION_KEYS = [NEW_KEY, OLD_KEY]
+    connection = connections[router.db_for_write(CloudSyncToken)]
+
+    with connection.execute_wrapper(interrupt_at_update(4)), pytest.raises(CommandError) as raised:
+        rotate("--batch-size", "3")
+
+    assert raised.value.returncode == 130
+    assert "run the command again" in str(raised.value)
+    assert rotate_keys().rotated == 3
 
 
 def refresh_in_another_worker(token: CloudSyncToken, outcome: dict[str, Any]) -> None:
@@ -243,12 +260,13 @@ def test_a_refresh_during_rotation_loses_nothing(
     connection = connections[router.db_for_write(CloudSyncToken)]
 
     with connection.execute_wrapper(before_first_write(lambda: refresh_in_another_worker(token, outcome))):
-        output = rotate()
+        result = rotate_keys()
 
     assert "error" not in outcome
     refreshed = outcome["refreshed"]
     assert fake.counters["refreshes"] == 1
-    assert "Re-encrypted 0 rows" in output  # the refresh wrote under the new key; nothing to redo
+    # The refresh wrote under the new key; nothing to redo.
+    assert (result.rotated, result.current, result.contended) == (0, 1, [])
     settings.CLOUDSYNC_ENCRYPTION_KEYS = [NEW_KEY]
     stored = CloudSyncToken.objects.get()
     assert stored.version == token.version + 1
@@ -280,10 +298,10 @@ def test_a_refresh_by_a_worker_still_on_the_old_key_is_re_encrypted_after_it(
 
     settings.CLOUDSYNC_ENCRYPTION_KEYS = command_keys
     with connection.execute_wrapper(before_first_write(refresh_by_a_worker_on_the_old_key)):
-        output = rotate()
+        result = rotate_keys()
 
     assert "error" not in outcome
-    assert "Re-encrypted 1 rows" in output
+    assert (result.rotated, result.contended) == (1, [])
     refreshed = (outcome["refreshed"].access_token(), outcome["refreshed"].refresh_token())
     settings.CLOUDSYNC_ENCRYPTION_KEYS = [NEW_KEY]
     stored = CloudSyncToken.objects.get()
@@ -336,12 +354,10 @@ def test_check_counts_rows_per_key_changes_nothing_and_passes_when_all_are_reada
     connection = connections[router.db_for_write(CloudSyncToken)]
 
     with CaptureQueriesContext(connection) as queries:
-        output = rotate("--check", "--batch-size", "2")
+        result = rotation.check_keys(batch_size=2)
 
-    assert f"key {NEW_ID} (encrypting key): 3 rows" in output
-    assert f"key {OLD_ID}: 4 rows" in output
-    assert "Rows to re-encrypt: 4" in output
-    assert "Rows no configured key can decrypt: 0" in output
+    assert result.rows_per_key == {NEW_ID: 3, OLD_ID: 4}
+    assert (result.examined, result.stale, result.unreadable) == (7, 4, [])
     assert ciphertexts() == before
     assert not [q for q in queries.captured_queries if not q["sql"].startswith("SELECT")]
 
@@ -350,16 +366,14 @@ def test_check_reports_unreadable_rows_by_id_and_exits_non_zero(settings: Any) -
     settings.CLOUDSYNC_ENCRYPTION_KEYS = [NEW_KEY]
     make_rows(3)
     stray, moved = add_unreadable_rows(settings)
-    stdout, stderr = io.StringIO(), io.StringIO()
 
+    result = rotation.check_keys()
+
+    assert sorted(row.pk for row in result.unreadable) == sorted([str(stray), str(moved)])
+    assert result.rows_per_key == {NEW_ID: 4}
     with pytest.raises(CommandError) as raised:
-        rotate("--check", stdout=stdout, stderr=stderr)
-
+        rotate("--check")
     assert raised.value.returncode == 1
-    assert str(stray) in stderr.getvalue()
-    assert str(moved) in stderr.getvalue()
-    assert "Rows no configured key can decrypt: 2" in stdout.getvalue()
-    assert f"key {NEW_ID} (encrypting key): 4 rows" in stdout.getvalue()
     assert CloudSyncToken.objects.count() == 6
 
 
@@ -370,9 +384,9 @@ def test_two_thousand_rows_are_rotated_in_bounded_batches(settings: Any) -> None
     connection = connections[router.db_for_write(CloudSyncToken)]
 
     with CaptureQueriesContext(connection) as queries:
-        output = rotate("--batch-size", "500")
+        result = rotate_keys(batch_size=500)
 
-    assert "Re-encrypted 2000 rows" in output
+    assert result.rotated == 2000
     statements = [q["sql"] for q in queries.captured_queries]
     reads = [sql for sql in statements if sql.startswith("SELECT")]
     writes = [sql for sql in statements if sql.startswith("UPDATE")]

@@ -7,10 +7,11 @@
     CloudSync(token_source=source)          # a user's stored token, refreshed as needed
 
 Every request goes through :func:`django_cloudsync.http.send` (one pooled session, timeouts,
-bounded bodies, no redirects). On top of that this module enforces where a credential may go
-(only to the configured API host, over HTTPS unless it is a loopback address or ``DEBUG`` is on,
-only in the ``Authorization`` header), maps CloudSync's answers to :mod:`~django_cloudsync.errors`,
-retries idempotent calls with backoff, and refreshes a rejected user token once.
+bounded bodies, no redirects), driven by a :class:`~django_cloudsync.policy.ApiCall`: the policy
+that decides where a credential may go (only to the configured API host, over HTTPS unless it is
+a loopback address or ``DEBUG`` is on, only in the ``Authorization`` header), maps CloudSync's
+answers to :mod:`~django_cloudsync.errors`, retries idempotent calls with backoff, and refreshes
+a rejected user token once. This module holds the configuration, the calls, and the sync loop.
 
 Secrets never leave through ``repr()``, logs, exception messages or Django's error reports:
 the functions whose locals hold one are marked with ``sensitive_variables``, and network errors
@@ -19,42 +20,19 @@ lose the library frames (whose locals hold the request headers) before they reac
 
 from __future__ import annotations
 
-import email.utils
-import ipaddress
-import json
-import logging
-import random
-import re
 import time
 from collections.abc import Callable, Mapping
-from datetime import datetime, timezone
-from typing import Any, Protocol
-from urllib.parse import unquote, urlsplit
+from typing import Any, Final, Protocol
 
 import requests
 from django.conf import settings
 from django.views.decorators.debug import sensitive_variables
 
-from . import conf, dialect, errors, http
-
-logger = logging.getLogger("django_cloudsync")
+from . import conf, dialect, errors, http, policy, wire
 
 #: The sleep between retries. Module-level and looked up at call time so tests can replace it
 #: (or pass ``sleep=`` to :class:`CloudSync`) to run fast and count the waits.
 _sleep: Callable[[float], None] = time.sleep
-
-#: Methods that may be sent twice without changing the outcome (RFC 9110 §9.2.2).
-IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
-
-#: Anything but a ``b64token`` cannot be sent in a header safely (and requests' own complaint
-#: about a bad header value would quote the value, i.e. the secret).
-_B64TOKEN = dialect.TOKEN_PATTERN
-#: An error code we are willing to carry around and show: short, plain ASCII.
-_ERROR_CODE = re.compile(r"[A-Za-z0-9_.:\-]{1,64}")
-#: One ``name=value`` or ``name="quoted value"`` pair of a ``WWW-Authenticate`` challenge.
-_AUTH_PARAM = re.compile(r'([A-Za-z0-9_\-]+)\s*=\s*("(?:[^"\\]|\\.)*"|[^\s,]*)')
-_CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
-_LOOPBACK_NAMES = frozenset({"localhost", "localhost."})
 
 
 class TokenSource(Protocol):
@@ -83,8 +61,8 @@ class CloudSync:
     """
 
     #: Longest wait between two retries computed from the backoff alone.
-    BACKOFF_CAP: float = 5.0
-    DEFAULT_BACKOFF: float = 0.2
+    BACKOFF_CAP: Final = policy.BACKOFF_CAP
+    DEFAULT_BACKOFF: Final = policy.DEFAULT_BACKOFF
 
     @sensitive_variables("api_key", "access_token", "secret", "credentials")
     def __init__(
@@ -110,7 +88,9 @@ class CloudSync:
         self._token_source: TokenSource | None = token_source
         if api_key is not None or access_token is not None:
             secret = api_key if api_key is not None else access_token
-            if not isinstance(secret, str) or not _B64TOKEN.fullmatch(secret):
+            # Anything but a b64token cannot be sent in a header safely (and requests' own
+            # complaint about a bad header value would quote the value, i.e. the secret).
+            if not isinstance(secret, str) or not dialect.TOKEN_PATTERN.fullmatch(secret):
                 # Never echo the value: it is a secret even when it is malformed.
                 raise ValueError(f"{self._kind} must be a non-empty token of printable characters")
             self._secret = secret
@@ -121,9 +101,9 @@ class CloudSync:
 
         if base_url is not None:
             base_url = base_url.rstrip("/")
-            _split_base_url(base_url)  # fail fast on a malformed explicit URL
+            wire.split_base_url(base_url)  # fail fast on a malformed explicit URL
         self._base_url = base_url
-        self._timeout = _normalize_timeout(timeout) if timeout is not None else None
+        self._timeout = policy.normalize_timeout(timeout) if timeout is not None else None
         if max_retries is not None and (not isinstance(max_retries, int) or max_retries < 0):
             raise ValueError("max_retries must be a non-negative integer")
         self._max_retries = max_retries
@@ -168,7 +148,7 @@ class CloudSync:
     def __repr__(self) -> str:
         # Shown on Django's error pages for ``self``: kind, environment and host only.
         try:
-            where = _display_url(self.base_url)
+            where = wire.display_url(self.base_url)
         except Exception:  # repr must never raise, even with broken settings
             where = "?"
         if self._kind == "token_source":
@@ -183,18 +163,11 @@ class CloudSync:
 
     def me(self) -> dict[str, Any]:
         """``GET /v1/me``: the user (or key owner); always has a string ``id``."""
-        data = self.get(dialect.ME_PATH)
-        if not isinstance(data, dict) or not isinstance(data.get("id"), str) or not data["id"]:
-            raise errors.InvalidResponse("CloudSync's /v1/me answer has no account id")
-        return data
+        return policy.me_from(self.get(dialect.ME_PATH))
 
     def workspaces(self) -> list[dict[str, Any]]:
         """``GET /v1/workspaces``: the workspaces (needs ``workspaces:read``)."""
-        data = self.get(dialect.WORKSPACES_PATH)
-        items = data.get("data") if isinstance(data, dict) else None
-        if not isinstance(items, list) or not all(isinstance(item, dict) for item in items):
-            raise errors.InvalidResponse("CloudSync's /v1/workspaces answer is not a list of objects")
-        return items
+        return policy.workspaces_from(self.get(dialect.WORKSPACES_PATH))
 
     def get(self, path: str, params: Mapping[str, Any] | None = None) -> Any:
         """``GET`` a relative API path; the parsed JSON body (``None`` if empty)."""
@@ -216,9 +189,9 @@ class CloudSync:
         """``DELETE`` a relative API path."""
         return self._request("DELETE", path)
 
-    # -- the machinery -------------------------------------------------------------------
+    # -- the machinery: the sync driver of policy.ApiCall -------------------------------
 
-    @sensitive_variables("token", "headers", "rejected")
+    @sensitive_variables("token", "headers")
     def _request(
         self,
         method: str,
@@ -227,114 +200,60 @@ class CloudSync:
         params: Mapping[str, Any] | None = None,
         json_body: Any = None,
     ) -> Any:
-        url = self._url_for(path)  # ValueError / ConfigurationError before any credential moves
-        retries_left = self.max_retries if method in IDEMPOTENT_METHODS else 0
-        timeout = self.timeout
+        call = policy.ApiCall(
+            method,
+            path,
+            url=policy.api_url(self.base_url, path, debug=settings.DEBUG),  # before any credential moves
+            params=params,
+            json_body=json_body,
+            timeout=self.timeout,
+            max_retries=self.max_retries,
+            backoff=self._backoff,
+            refreshable=self._token_source is not None,
+        )
         token = self._current_token()
-        refreshed = False
-        attempt = 0
         while True:
-            attempt += 1
-            headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
-            retry_after: float | None = None
+            headers = call.headers(token)
             try:
-                response = self._send(method, url, path, headers, params, json_body, timeout, attempt)
-                status = response.status_code
-                if 200 <= status < 300:
-                    return _success_body(response)
-                if status != 401 or self._token_source is None or refreshed:
-                    retry_after = _retry_after(response)
-                    raise _error_for(response, token, retry_after)
-            except (errors.NetworkError, errors.RateLimited, errors.ServerError) as exc:
-                delay = self._retry_delay(attempt, retry_after) if retries_left > 0 else None
+                decision = call.on_answer(self._send(call, headers), token)
+            except policy.RETRYABLE as exc:
+                delay = call.retry_delay(exc)
                 if delay is None:
                     # Raise from here with a fresh traceback: only this module's frames, whose
                     # secret-holding locals are marked sensitive.
                     raise exc.with_traceback(None) from exc.__cause__
-                retries_left -= 1
-                logger.debug("CloudSync API %s %s: retrying in %.2fs", method, path, delay)
                 sleep = self._sleep_fn if self._sleep_fn is not None else _sleep
                 sleep(delay)
                 continue
-            # A 401 to a user's token: it expired or was revoked early. The request was not
-            # executed, so repeating it is safe for any method. Refresh once (outside the retry
-            # handling above: a failing refresh raises its own error); a second 401 is final.
-            logger.debug("CloudSync API %s %s: token rejected, refreshing it", method, path)
-            source = self._token_source
-            assert source is not None  # only a refreshable 401 gets here
-            rejected = token
-            token = self._checked_token(source.refresh_after_rejection(rejected))
-            refreshed = True
+            if isinstance(decision, policy.Answer):
+                return decision.value
+            assert self._token_source is not None  # only a refreshable call asks for a refresh
+            token = policy.checked_token(self._token_source.refresh_after_rejection(token))
 
     @sensitive_variables("headers")
-    def _send(
-        self,
-        method: str,
-        url: str,
-        path: str,
-        headers: dict[str, str],
-        params: Mapping[str, Any] | None,
-        json_body: Any,
-        timeout: tuple[float, float],
-        attempt: int,
-    ) -> requests.Response:
-        """One attempt through the pooled session, logged (method, path, outcome; never headers)."""
+    def _send(self, call: policy.ApiCall, headers: dict[str, str]) -> requests.Response:
+        """One attempt through the pooled session."""
         try:
-            response = http.send(
-                method, url, headers=headers, json_body=json_body, params=params, timeout=timeout
+            return http.send(
+                call.method,
+                call.url,
+                headers=headers,
+                json_body=call.json_body,
+                params=call.params,
+                timeout=call.timeout,
             )
         except errors.CloudSyncError as exc:
-            logger.debug(
-                "CloudSync API %s %s failed: %s (attempt %d)", method, path, type(exc).__name__, attempt
-            )
+            call.on_failure(exc)
             # The frames below here (http.send, requests, urllib3) hold the headers in their
             # locals: error reports must not get to print them.
-            _drop_tracebacks(exc)
+            http.drop_tracebacks(exc)
             raise exc.with_traceback(None) from exc.__cause__
-        logger.debug("CloudSync API %s %s -> %d (attempt %d)", method, path, response.status_code, attempt)
-        return response
-
-    def _retry_delay(self, attempt: int, retry_after: float | None) -> float | None:
-        """Seconds to wait before retry number ``attempt``; ``None`` to give up now."""
-        if retry_after is not None:
-            # The server said when; waiting less would likely be refused again, and waiting
-            # longer than a request can afford is worse than failing fast with RateLimited.
-            return retry_after if retry_after <= conf.max_retry_after() else None
-        delay = min(self.BACKOFF_CAP, self._backoff * 2.0 ** (attempt - 1))
-        # Up to 10% jitter so clients that failed together do not retry in lockstep. Not a
-        # security use of randomness.
-        return delay + random.uniform(0, delay / 10)  # noqa: S311
 
     def _current_token(self) -> str:
         if self._token_source is None:
             assert self._secret is not None
             return self._secret
-        return self._checked_token(self._token_source.get_access_token())
-
-    @staticmethod
-    def _checked_token(token: object) -> str:
-        # A token source backed by a database can hand back anything; refuse it typed, and
-        # before it reaches requests (whose error message would quote a bad header value).
-        if not isinstance(token, str) or not _B64TOKEN.fullmatch(token):
-            raise errors.InvalidResponse("The token source returned an unusable access token")
-        return token
-
-    def _url_for(self, path: str) -> str:
-        """The absolute URL of ``path`` under the base URL, after checking both."""
-        base = self.base_url.rstrip("/")
-        scheme, host = _split_base_url(base)
-        if scheme != "https" and not settings.DEBUG and not _is_loopback(host):
-            raise errors.ConfigurationError(
-                "CloudSync's API URL must use https:// (plain http is allowed only for loopback "
-                "addresses or with DEBUG on)"
-            )
-        _check_path(path)
-        url = base + path
-        # Belt and braces: whatever the path was, the result must still be the same origin.
-        parts = urlsplit(url)
-        if parts.scheme != scheme or parts.netloc.lower() != urlsplit(base).netloc.lower():
-            raise ValueError("path must stay on CloudSync's API host")
-        return url
+        return policy.checked_token(self._token_source.get_access_token())
 
 
 @sensitive_variables("key")
@@ -352,179 +271,6 @@ def app_client() -> CloudSync:
         raise errors.ConfigurationError("CLOUDSYNC_API_KEY is not a valid CloudSync API key") from None
 
 
-# -- helpers ---------------------------------------------------------------------------------
-
-
-def _normalize_timeout(value: float | tuple[float, float]) -> tuple[float, float]:
-    if isinstance(value, (int, float)):
-        pair = (float(value), float(value))
-    else:
-        connect, read = value
-        pair = (float(connect), float(read))
-    if min(pair) <= 0:
-        raise ValueError("timeout must be positive: no call may wait forever")
-    return pair
-
-
-def _split_base_url(base: str) -> tuple[str, str]:
-    """(scheme, host) of an API base URL; :class:`errors.ConfigurationError` if it is unusable."""
-    try:
-        parts = urlsplit(base)
-        host = parts.hostname or ""
-        parts.port  # noqa: B018 -- raises ValueError on a malformed port
-    except ValueError:
-        raise errors.ConfigurationError("CloudSync's API URL is malformed") from None
-    if parts.scheme not in ("https", "http") or not host:
-        raise errors.ConfigurationError("CloudSync's API URL must be an http(s) URL with a host")
-    if parts.username is not None or parts.password is not None:
-        # requests would turn user:password@ into Basic auth, replacing our Authorization header.
-        raise errors.ConfigurationError("CloudSync's API URL must not contain credentials")
-    if parts.query or parts.fragment:
-        raise errors.ConfigurationError("CloudSync's API URL must not have a query or fragment")
-    return parts.scheme, host
-
-
-def _is_loopback(host: str) -> bool:
-    if host.lower() in _LOOPBACK_NAMES:
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def _check_path(path: str) -> None:
-    """Refuse anything but a relative API path such as ``/v1/files``: the token follows the URL."""
-    if not isinstance(path, str):
-        raise TypeError("path must be a string such as '/v1/files'")
-    if not path.startswith("/") or path.startswith("//"):
-        # "//host/x" is a scheme-relative URL: another host.
-        raise ValueError("path must be a relative API path starting with '/', such as '/v1/files'")
-    if "\\" in path or "#" in path or _CONTROL_CHARS.search(path) or any(c.isspace() for c in path):
-        raise ValueError("path contains characters that are not allowed in an API path")
-    parts = urlsplit(path)
-    if parts.scheme or parts.netloc:
-        raise ValueError("path must be relative to CloudSync's API, not an absolute URL")
-    # Dot segments would climb out of a base URL's own path (a proxy prefix, say) to another
-    # service on the same host; servers decode %2e too.
-    if any(unquote(segment) in (".", "..") for segment in parts.path.split("/")):
-        raise ValueError("path must not contain '.' or '..' segments")
-
-
-def _display_url(base: str) -> str:
-    """The base URL for people: scheme, host, port and path, never userinfo."""
-    parts = urlsplit(base)
-    host = parts.hostname or ""
-    if ":" in host:
-        host = f"[{host}]"
-    port = f":{parts.port}" if parts.port else ""
-    return f"{parts.scheme}://{host}{port}{parts.path}"
-
-
-def _drop_tracebacks(exc: BaseException) -> None:
-    """Forget the frames of the exceptions chained under ``exc``.
-
-    A network error's cause is a ``requests``/``urllib3`` exception whose traceback frames hold
-    the request headers (the Authorization header) in their locals, and Django's error reports
-    print the locals of every frame of every chained exception. The messages stay.
-    """
-    seen: set[int] = set()
-    pending: list[BaseException | None] = [exc.__cause__, exc.__context__]
-    while pending:
-        current = pending.pop()
-        if current is None or id(current) in seen:
-            continue
-        seen.add(id(current))
-        current.__traceback__ = None
-        pending.extend((current.__cause__, current.__context__))
-
-
-def _success_body(response: requests.Response) -> Any:
-    if response.status_code in (204, 205) or not response.content.strip():
-        return None
-    return http.parse_json(response)
-
-
-@sensitive_variables("token")
-def _error_for(response: requests.Response, token: str, retry_after: float | None) -> errors.CloudSyncError:
-    """The typed error for a non-2xx answer; reads CloudSync's error code defensively."""
-    status = response.status_code
-    code, description = _error_body(response)
-    challenge = _bearer_challenge(response.headers.get("WWW-Authenticate", ""))
-    code = code or _clean_code(challenge.get("error"))
-    if code and token and token in code:
-        code = None
-    description = _scrub(description or challenge.get("error_description"), token)
-    details: dict[str, Any] = {"status": status, "error": code, "description": description}
-    if status == 401:
-        return errors.NotAuthenticated(**details)
-    if status == 403:
-        scope = dialect.join_scope(dialect.split_scope(_scrub(challenge.get("scope"), token))) or None
-        return errors.InsufficientScope(scope=scope, **details)
-    if status == 429:
-        return errors.RateLimited(retry_after=retry_after, **details)
-    if status >= 500:
-        return errors.ServerError(**details)
-    # Other 4xx, and any 1xx/3xx (redirects are never followed: they could carry the
-    # Authorization header to another host).
-    return errors.APIError(f"CloudSync answered HTTP {status}", **details)
-
-
-def _error_body(response: requests.Response) -> tuple[str | None, str | None]:
-    """(error code, description) from a JSON error body; (None, None) for HTML, garbage, ..."""
-    try:
-        body = json.loads(response.content)
-    except (ValueError, UnicodeDecodeError, RecursionError):
-        return None, None
-    if not isinstance(body, dict):
-        return None, None
-    error = body.get("error")
-    description = body.get("error_description") or body.get("message")
-    if isinstance(error, dict):  # {"error": {"code": ..., "message": ...}} is common elsewhere
-        description = description or error.get("message")
-        error = error.get("code")
-    return _clean_code(error), description if isinstance(description, str) else None
-
-
-def _clean_code(value: object) -> str | None:
-    return value if isinstance(value, str) and _ERROR_CODE.fullmatch(value) else None
-
-
-def _scrub(text: str | None, token: str) -> str | None:
-    """Server-supplied text, made safe to show: no control characters, never the token."""
-    if not text:
-        return None
-    text = _CONTROL_CHARS.sub(" ", text)
-    # A server echoing the credential back must not put it into our exception messages.
-    return text.replace(token, "[redacted]") if token else text
-
-
-def _bearer_challenge(header: str) -> dict[str, str]:
-    """The auth-params of a ``WWW-Authenticate: Bearer ...`` challenge (RFC 6750 §3)."""
-    match = re.search(r"(?:^|,)\s*Bearer\b(.*)", header, flags=re.IGNORECASE)
-    if not match:
-        return {}
-    params: dict[str, str] = {}
-    for name, raw in _AUTH_PARAM.findall(match.group(1)):
-        value = re.sub(r"\\(.)", r"\1", raw[1:-1]) if raw.startswith('"') else raw
-        params.setdefault(name.lower(), value)
-    return params
-
-
-def _retry_after(response: requests.Response) -> float | None:
-    """``Retry-After`` in seconds (RFC 9110 §10.2.3: delay-seconds or an HTTP date), else ``None``."""
-    value = response.headers.get("Retry-After", "").strip()
-    if not value:
-        return None
-    if value.isascii() and value.isdigit():
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
-        return None
-    if when.tzinfo is None:  # HTTP dates are GMT; "-0000" parses as naive
-        when = when.replace(tzinfo=timezone.utc)
-    return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
-
+IDEMPOTENT_METHODS = policy.IDEMPOTENT_METHODS
 
 __all__ = ["IDEMPOTENT_METHODS", "CloudSync", "TokenSource", "app_client"]

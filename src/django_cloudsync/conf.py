@@ -50,6 +50,35 @@ def offline_access() -> bool:
     return bool(provider_settings().get("OFFLINE_ACCESS", True))
 
 
+def environment_setting() -> object:
+    """``ENVIRONMENT`` as configured (``None`` when unset; anything else than ``"live"`` or
+    ``"test"`` is check E009)."""
+    return provider_settings().get("ENVIRONMENT")
+
+
+def site_environment() -> str:
+    """The CloudSync environment this site talks to: ``"live"`` or ``"test"``.
+
+    ``SOCIALACCOUNT_PROVIDERS["cloudsync"]["ENVIRONMENT"]`` when set; otherwise ``"live"`` when
+    ``AUTH_URL`` is CloudSync's production authorization server and ``"test"`` for any other
+    server (a sandbox, the fake). A site behind a proxy to production sets ``"live"`` itself.
+    """
+    configured = environment_setting()
+    if configured in (dialect.LIVE, dialect.TEST):  # anything else is check E009
+        return str(configured)
+    return dialect.LIVE if auth_url() == dialect.DEFAULT_AUTH_URL.rstrip("/") else dialect.TEST
+
+
+def token_authentication_enabled() -> bool:
+    """``TOKEN_AUTHENTICATION`` (default ``True``): whether apps may sign in with their own token."""
+    return bool(provider_settings().get("TOKEN_AUTHENTICATION", True))
+
+
+def token_authentication_decided() -> bool:
+    """Whether ``TOKEN_AUTHENTICATION`` is set either way (until then, check W008 warns)."""
+    return "TOKEN_AUTHENTICATION" in provider_settings()
+
+
 def app_redirect_uris() -> list[str]:
     """``APP_REDIRECT_URIS`` (default ``[]``): the redirect URIs of the site's own apps.
 

@@ -6,8 +6,8 @@ putting a new key first, re-encrypting (``manage.py cloudsync_rotate_keys``), th
 old one. The caller passes *associated data* (for stored tokens: the row and the field), which
 is authenticated but not stored: a ciphertext moved to another row or field fails to decrypt.
 
-This module knows nothing of Django models or settings; :func:`get_cipher` in ``tokens`` builds
-the cipher from ``CLOUDSYNC_ENCRYPTION_KEYS``.
+This module knows nothing of Django models or settings; :func:`django_cloudsync.conf.cipher`
+builds the cipher from ``CLOUDSYNC_ENCRYPTION_KEYS`` (once per distinct key list).
 """
 
 from __future__ import annotations

@@ -106,10 +106,16 @@ class RateLimited(APIError):
 
 
 class ServerError(APIError):
-    """5xx: a fault on CloudSync's side."""
+    """5xx: a fault on CloudSync's side; ``retry_after`` is the wait CloudSync asked for, if any."""
 
     retryable = True
     default_message = "CloudSync had an internal error"
+
+    def __init__(
+        self, message: str | None = None, *, retry_after: float | None = None, **kwargs: object
+    ) -> None:
+        self.retry_after = retry_after
+        super().__init__(message, **kwargs)  # type: ignore[arg-type]
 
 
 class TokenRequestFailed(CloudSyncError):

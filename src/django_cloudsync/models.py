@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime, timedelta
+from typing import Any
 
 from allauth.socialaccount.models import SocialAccount
 from django.conf import settings
@@ -12,6 +13,7 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from . import conf, dialect
+from .oauth import TokenResponse
 
 MAX_ACCOUNT_ID_LENGTH = 191
 
@@ -74,27 +76,32 @@ class CloudSyncToken(models.Model):
         return conf.cipher().decrypt(self.refresh_token_ciphertext, self.associated_data("refresh_token"))
 
     def set_tokens(
-        self,
-        *,
-        access_token: str,
-        refresh_token: str | None,
-        expires_in: int | None,
-        scope: str | None,
-        now: datetime | None = None,
+        self, response: TokenResponse | None = None, *, now: datetime | None = None, **fields: Any
     ) -> None:
-        """Seal new tokens into this row (not saved). ``None`` keeps the refresh token and scope."""
+        """Seal a token endpoint's answer into this row (not saved).
+
+        A ``None`` refresh token or scope in the answer keeps the row's. ``fields``
+        (``access_token=``, ``refresh_token=``, ``expires_in=``, ``scope=``) stand for a
+        response, for callers that have the values but no :class:`~.oauth.TokenResponse`.
+        """
+        if response is None:
+            response = TokenResponse(**fields)
+        elif fields:
+            raise TypeError("set_tokens() takes a TokenResponse or its fields, not both")
         cipher = conf.cipher()
         now = now or timezone.now()
-        self.access_token_ciphertext = cipher.encrypt(access_token, self.associated_data("access_token"))
-        if refresh_token:
+        self.access_token_ciphertext = cipher.encrypt(
+            response.access_token, self.associated_data("access_token")
+        )
+        if response.refresh_token:
             self.refresh_token_ciphertext = cipher.encrypt(
-                refresh_token, self.associated_data("refresh_token")
+                response.refresh_token, self.associated_data("refresh_token")
             )
-        if scope is not None:
-            self.scope = scope
-        self.environment = dialect.environment_of(access_token, dialect.ACCESS_TOKEN_PREFIXES) or ""
-        self.expires_at = now + timedelta(seconds=expires_in) if expires_in else None
-        self.lifetime = expires_in
+        if response.scope is not None:
+            self.scope = response.scope
+        self.environment = response.environment or ""
+        self.expires_at = now + timedelta(seconds=response.expires_in) if response.expires_in else None
+        self.lifetime = response.expires_in
         self.version += 1
 
     def associated_data(self, field: str) -> bytes:

@@ -15,7 +15,7 @@ from typing import Any
 from django.views.decorators.debug import sensitive_variables
 
 from . import conf, dialect, errors
-from .http import parse_json, send
+from .http import error_of, parse_json, send
 
 # A hostile response cannot smuggle a header or a newline into our requests or logs.
 _TOKEN_RE = dialect.TOKEN_PATTERN
@@ -123,36 +123,12 @@ def _request_token(body: dict[str, str]) -> TokenResponse:
         return TokenResponse.from_json(parse_json(response))
     # A server may echo what it was sent; nothing from the request body reaches our errors.
     sent = [value for key, value in body.items() if key not in ("grant_type", "client_id", "redirect_uri")]
-    error = _error_code(response)
-    if error and any(secret in error for secret in sent):
-        error = None
+    answer = error_of(response, secrets=sent)
+    error = answer.error
     if status >= 500:
         raise errors.ServerError(status=status, error=error)
-    description = _error_description(response)
-    for secret in sent:
-        if description:
-            description = description.replace(secret, "[redacted]")
     if error == dialect.INVALID_GRANT:
-        raise errors.InvalidGrant(status=status, error=error, description=description)
+        raise errors.InvalidGrant(status=status, error=error, description=answer.description)
     if 400 <= status < 500 and error:
-        raise errors.TokenRequestFailed(status=status, error=error, description=description)
+        raise errors.TokenRequestFailed(status=status, error=error, description=answer.description)
     raise errors.InvalidResponse("The token endpoint answered unexpectedly", status=status, error=error)
-
-
-def _error_body(response: Any) -> dict[str, Any]:
-    try:
-        data = parse_json(response)
-    except errors.InvalidResponse:
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-def _error_code(response: Any) -> str | None:
-    error = _error_body(response).get("error")
-    # Error codes are short ASCII words (RFC 6749 §5.2); anything else is not echoed.
-    return error if isinstance(error, str) and re.fullmatch(r"[\x20-\x7e]{1,64}", error) else None
-
-
-def _error_description(response: Any) -> str | None:
-    description = _error_body(response).get("error_description")
-    return description if isinstance(description, str) else None

@@ -7,7 +7,8 @@ exactly one worker may refresh at a time, and every other worker must wait and u
 * Threads of one process wait on a process-local lock (cheap, no database round trips).
 * Processes and hosts wait on the database: a row lock (``SELECT ... FOR UPDATE``) where the
   database has them (PostgreSQL, MySQL, Oracle); on SQLite, which has none, a write that takes
-  the database's write lock, which serializes writers across processes on one host.
+  the database's write lock, which serializes writers across processes on one host. (The locks
+  and transactions themselves live in :mod:`~django_cloudsync.locking`.)
 * Under the lock, the row is re-read: if its ``version`` moved on, another worker refreshed
   already, and its tokens are used as they are.
 * The refresh commits in a transaction of its own. If the caller is inside a transaction (for
@@ -27,22 +28,21 @@ queries, as allauth's own token storage needs.
 
 from __future__ import annotations
 
+import dataclasses
+import enum
 import json
 import logging
-import threading
 import time
-import zlib
 from collections.abc import Callable
 from datetime import datetime
 from datetime import timezone as dt_timezone
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING
 
-from django.db import OperationalError, connections, router, transaction
-from django.db.models import F, QuerySet
+from django.db import router
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
-from . import conf, errors, oauth, signals
+from . import conf, errors, locking, oauth, signals
 from .models import CloudSyncToken
 
 if TYPE_CHECKING:
@@ -50,15 +50,16 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger("django_cloudsync")
 
-T = TypeVar("T")
-
-# Striped process-local locks: bounded memory however many accounts there are.
-_LOCAL_LOCKS = tuple(threading.Lock() for _ in range(64))
-
-
-def _local_lock(key: object) -> threading.Lock:
-    return _LOCAL_LOCKS[zlib.crc32(str(key).encode()) % len(_LOCAL_LOCKS)]
-
+__all__ = [
+    "RefreshOutcome",
+    "client_credentials",
+    "forget",
+    "refresh_after_rejection",
+    "refresh_if_expired",
+    "seal_for_sociallogin",
+    "store_from_sociallogin",
+    "unseal_sociallogin",
+]
 
 # Sign-in: allauth holds the token response until the account is saved, sometimes across
 # requests in the session (a pending signup form). It only ever holds it sealed.
@@ -70,19 +71,24 @@ _STORE_ATTEMPTS = 5
 @sensitive_variables("response", "payload")
 def seal_for_sociallogin(response: oauth.TokenResponse, account_id: str) -> str:
     """Seal a token response for allauth's ``SocialLogin.token``, bound to the CloudSync account."""
-    payload = json.dumps(
-        {
-            "access_token": response.access_token,
-            "refresh_token": response.refresh_token,
-            "expires_in": response.expires_in,
-            "scope": response.scope,
-            "issued_at": time.time(),
-        }
-    )
-    return conf.cipher().encrypt(payload, f"{_PENDING_PURPOSE}:{account_id}".encode())
+    payload = json.dumps({**dataclasses.asdict(response), "issued_at": time.time()})
+    return conf.cipher().encrypt(payload, _pending_associated_data(account_id))
 
 
-@sensitive_variables("payload")
+@sensitive_variables("sealed", "payload")
+def unseal_sociallogin(sealed: str, account_id: str) -> tuple[oauth.TokenResponse, datetime]:
+    """The token response sealed by :func:`seal_for_sociallogin` for ``account_id``, and when it
+    was issued; :class:`~.errors.UndecryptableToken` if it was sealed for anything else."""
+    payload = json.loads(conf.cipher().decrypt(sealed, _pending_associated_data(account_id)))
+    issued_at = datetime.fromtimestamp(payload.pop("issued_at"), tz=dt_timezone.utc)
+    return oauth.TokenResponse(**payload), issued_at
+
+
+def _pending_associated_data(account_id: str) -> bytes:
+    return f"{_PENDING_PURPOSE}:{account_id}".encode()
+
+
+@sensitive_variables("response")
 def store_from_sociallogin(sociallogin: SocialLogin) -> CloudSyncToken | None:
     """Store the tokens of a completed CloudSync sign-in, connect or re-authorization.
 
@@ -94,33 +100,23 @@ def store_from_sociallogin(sociallogin: SocialLogin) -> CloudSyncToken | None:
     if account.provider != conf.PROVIDER_ID or account.pk is None or token is None or not token.token:
         return None
     try:
-        payload = json.loads(conf.cipher().decrypt(token.token, f"{_PENDING_PURPOSE}:{account.uid}".encode()))
+        response, issued_at = unseal_sociallogin(token.token, account.uid)
     except errors.UndecryptableToken:
         logger.warning("Ignored an unsealable CloudSync sign-in token for account %s", account.uid)
         return None
-    scope = payload["scope"]
-    if scope is None:  # RFC 6749 §5.1: no scope in the answer means the requested scope.
-        scope = sociallogin.state.get("requested_scope")
-    issued_at = datetime.fromtimestamp(payload["issued_at"], tz=dt_timezone.utc)
-
-    new_tokens = {
-        "access_token": payload["access_token"],
-        "refresh_token": payload["refresh_token"],
-        "expires_in": payload["expires_in"],
-        "scope": scope,
-        "now": issued_at,
-    }
+    if response.scope is None:  # RFC 6749 §5.1: no scope in the answer means the requested scope.
+        response = dataclasses.replace(response, scope=sociallogin.state.get("requested_scope"))
 
     def write() -> CloudSyncToken | None:
         row = CloudSyncToken.objects.filter(social_account=account).first()
         if row is None:
             row = CloudSyncToken(social_account=account, account_id=account.uid, user_id=account.user_id)
-            row.set_tokens(**new_tokens)
+            row.set_tokens(response, now=issued_at)
             row.save(force_insert=True)
             return row
         seen = row.version
         row.user_id = account.user_id
-        row.set_tokens(**new_tokens)
+        row.set_tokens(response, now=issued_at)
         return row if _replace_if_unchanged(row, seen) else None
 
     # The sign-in writes in the caller's transaction (the SocialAccount allauth just saved may
@@ -128,7 +124,7 @@ def store_from_sociallogin(sociallogin: SocialLogin) -> CloudSyncToken | None:
     # that commits first; then we re-read and write again, so the newest sign-in wins.
     db = router.db_for_write(CloudSyncToken)
     for _attempt in range(_STORE_ATTEMPTS):
-        row = with_lock_retries(db, write, atomic=False)
+        row = locking.with_lock_retries(db, write, atomic=False)
         if row is not None:
             logger.info("Stored CloudSync tokens for account %s (scope: %s)", row.account_id, row.scope)
             return row
@@ -156,6 +152,20 @@ def _replace_if_unchanged(row: CloudSyncToken, seen_version: int) -> bool:
 # Refresh.
 
 
+class RefreshOutcome(enum.Enum):
+    """What a refresh under the lock found and did."""
+
+    #: The row was deleted meanwhile (disconnected, or another worker got ``invalid_grant``).
+    GONE = "gone"
+    #: Nothing to do: another worker refreshed while we waited, or there is no refresh token.
+    UNCHANGED = "unchanged"
+    #: CloudSync refused the grant (or there was nothing to refresh a rejected token with):
+    #: the tokens are deleted, and the user must authorize again.
+    FORGOTTEN = "forgotten"
+    #: New tokens are stored.
+    REFRESHED = "refreshed"
+
+
 def refresh_if_expired(token: CloudSyncToken) -> CloudSyncToken:
     """Return the row with a usable access token, refreshing it first if it is about to expire.
 
@@ -178,45 +188,43 @@ def _refresh(
     forget_without_refresh_token: bool = False,
 ) -> CloudSyncToken:
     @sensitive_variables("refresh_token", "response")
-    def locked() -> tuple[CloudSyncToken | None, str]:
-        row = _lock_row(CloudSyncToken.objects.filter(pk=token.pk))
+    def locked() -> tuple[CloudSyncToken | None, RefreshOutcome]:
+        row = locking.lock_row(CloudSyncToken.objects.filter(pk=token.pk))
         if row is None:  # Forgotten meanwhile (disconnected, or another worker got invalid_grant).
-            return None, "gone"
+            return None, RefreshOutcome.GONE
         if not should_refresh(row):
-            return row, "unchanged"  # Another worker refreshed while we waited: use its tokens.
+            # Another worker refreshed while we waited: use its tokens.
+            return row, RefreshOutcome.UNCHANGED
         refresh_token = row.refresh_token()
         if refresh_token is None:
             if not forget_without_refresh_token:
-                return row, "unchanged"  # Nothing to refresh with: use the token until it fails.
+                # Nothing to refresh with: use the token until it fails.
+                return row, RefreshOutcome.UNCHANGED
             row.delete()
-            return None, "forgotten"
+            return None, RefreshOutcome.FORGOTTEN
         try:
             response = oauth.refresh(refresh_token=refresh_token, **client_credentials())
         except errors.InvalidGrant:
             # The row was read under the lock, so no other worker has refreshed with this
             # refresh token: CloudSync really refused it (revoked, expired, or reused).
             row.delete()
-            return None, "forgotten"
-        row.set_tokens(
-            access_token=response.access_token,
-            refresh_token=response.refresh_token,
-            expires_in=response.expires_in,
-            scope=response.scope,
-        )
+            return None, RefreshOutcome.FORGOTTEN
+        row.set_tokens(response)
         row.refreshed_at = timezone.now()
         row.save()
-        return row, "refreshed"
+        return row, RefreshOutcome.REFRESHED
 
-    with _local_lock(token.account_id):
+    db = router.db_for_write(CloudSyncToken)
+    with locking.local_lock(token.account_id):
         try:
-            row, outcome = _in_own_transaction(locked)
+            row, outcome = locking.in_own_transaction(db, locked)
         except errors.CloudSyncError as exc:
             logger.warning("Refreshing the CloudSync token of account %s failed: %s", token.account_id, exc)
             raise
-    if outcome == "refreshed":
+    if outcome is RefreshOutcome.REFRESHED:
         logger.info("Refreshed the CloudSync token of account %s", token.account_id)
         signals.token_refreshed.send(sender=CloudSyncToken, token=row, user=token.user)
-    elif outcome == "forgotten":
+    elif outcome is RefreshOutcome.FORGOTTEN:
         logger.warning("CloudSync access of account %s must be authorized again", token.account_id)
         signals.reauthorization_required.send(
             sender=CloudSyncToken, user=token.user, account_id=token.account_id, scopes=token.scopes
@@ -246,79 +254,3 @@ def client_credentials() -> dict[str, str]:
             "No CloudSync app: set SOCIALACCOUNT_PROVIDERS['cloudsync']['APPS']"
         ) from None
     return {"client_id": app.client_id, "client_secret": app.secret}
-
-
-# Locking and transactions.
-
-
-def _lock_row(queryset: QuerySet[CloudSyncToken]) -> CloudSyncToken | None:
-    """Lock and return the row of ``queryset`` (or ``None``), inside the current transaction."""
-    db = queryset.db
-    if connections[db].features.has_select_for_update:
-        return queryset.select_for_update().first()
-    # SQLite has no row locks. Any write takes the database's write lock, held until this
-    # transaction ends, which serializes every writer of every process on this host.
-    queryset.update(version=F("version"))
-    return queryset.first()
-
-
-def _in_own_transaction(work: Callable[[], T]) -> T:
-    """Run ``work`` in a transaction that commits on its own, whatever the caller's transaction.
-
-    Inside a caller's transaction the work runs on a second connection, in a thread of its own.
-    Not on SQLite: there the caller's open transaction holds a read lock that keeps any other
-    connection from committing, so the work runs inside it (a rollback of the caller then rolls
-    the refresh back too; see the README on ``ATOMIC_REQUESTS``).
-    """
-    db = router.db_for_write(CloudSyncToken)
-    connection = connections[db]
-    inside_caller_transaction = connection.in_atomic_block and not all(
-        # Django's TestCase wraps each test in atomic blocks marked like this; the test's data
-        # is only visible inside them, so the work has to run there.
-        getattr(block, "_from_testcase", False)
-        for block in connection.atomic_blocks
-    )
-    if not inside_caller_transaction or connection.vendor == "sqlite":
-        return with_lock_retries(db, work)
-    results: list[T] = []
-    failures: list[BaseException] = []
-
-    def run() -> None:
-        try:
-            results.append(with_lock_retries(db, work))
-        except BaseException as exc:  # handed to the caller's thread below
-            failures.append(exc)
-        finally:
-            connections[db].close()
-
-    thread = threading.Thread(target=run, name="django-cloudsync-refresh", daemon=True)
-    thread.start()
-    thread.join()
-    if failures:
-        raise failures[0]
-    return results[0]
-
-
-def with_lock_retries(db: str, work: Callable[[], T], *, atomic: bool = True) -> T:
-    """Run ``work`` (in a transaction of its own if ``atomic``), waiting out SQLite's write lock.
-
-    On SQLite a waiting writer gives up after its busy timeout ("database is locked"); keep
-    waiting, bounded, for as long as a refresh can take. Inside a caller's transaction the error
-    cannot be retried (the transaction is broken) and is raised.
-    """
-    connect, read = conf.timeout()
-    deadline = time.monotonic() + connect + read + 5
-    while True:
-        try:
-            if not atomic:
-                return work()
-            with transaction.atomic(using=db):
-                return work()
-        except OperationalError as exc:
-            connection = connections[db]
-            retryable = (
-                connection.vendor == "sqlite" and "locked" in str(exc) and not connection.in_atomic_block
-            )
-            if not retryable or time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)

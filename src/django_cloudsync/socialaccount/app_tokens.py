@@ -59,24 +59,6 @@ CLOUDSYNC_UNAVAILABLE = "cloudsync_unavailable"
 _ENVIRONMENT_NAMES = {dialect.LIVE: "live", dialect.TEST: "sandbox"}
 
 
-def site_environment() -> str:
-    """The CloudSync environment this site talks to: ``"live"`` or ``"test"``.
-
-    ``SOCIALACCOUNT_PROVIDERS["cloudsync"]["ENVIRONMENT"]`` when set; otherwise ``"live"`` when
-    ``AUTH_URL`` is CloudSync's production authorization server and ``"test"`` for any other
-    server (a sandbox, the fake). A site behind a proxy to production sets ``"live"`` itself.
-    """
-    configured = conf.provider_settings().get("ENVIRONMENT")
-    if configured in (dialect.LIVE, dialect.TEST):  # anything else is check E009
-        return str(configured)
-    return dialect.LIVE if conf.auth_url() == dialect.DEFAULT_AUTH_URL.rstrip("/") else dialect.TEST
-
-
-def token_authentication_enabled() -> bool:
-    """``TOKEN_AUTHENTICATION`` (default ``True``): whether apps may sign in with their own token."""
-    return bool(conf.provider_settings().get("TOKEN_AUTHENTICATION", True))
-
-
 @sensitive_variables("token", "access_token", "response")
 def verify_app_token(
     request: HttpRequest, provider: CloudSyncProvider, token: Mapping[str, Any]
@@ -100,7 +82,7 @@ def verify_app_token(
         raise _refused(
             "The token is not a well-formed CloudSync access token, or its scope is not a string."
         ) from None
-    expected = site_environment()
+    expected = conf.site_environment()
     if response.environment is not None and response.environment != expected:
         # Checked before the token goes anywhere: a live token is never sent to a sandbox.
         raise _refused(

@@ -57,7 +57,7 @@ class CloudSyncProvider(OAuth2Provider):
 
         On unless ``SOCIALACCOUNT_PROVIDERS["cloudsync"]["TOKEN_AUTHENTICATION"]`` is ``False``.
         """
-        return app_tokens.token_authentication_enabled()
+        return conf.token_authentication_enabled()
 
     def verify_token(self, request: HttpRequest, token: Mapping[str, Any]) -> SocialLogin:
         """Check an app's access token against CloudSync (see :mod:`.app_tokens`)."""

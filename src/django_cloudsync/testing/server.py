@@ -10,7 +10,6 @@ switch's drip) is written chunk by chunk as it comes, after the headers.
 
 from __future__ import annotations
 
-import ipaddress
 import socket
 import socketserver
 import sys
@@ -23,22 +22,16 @@ from types import TracebackType
 from typing import Any, Final, NamedTuple
 from urllib.parse import unquote
 
+from ..wire import is_loopback_host
 from .fake import MAX_BODY_BYTES, FakeCloudSync, WSGIApp
 
 #: An idle keep-alive connection is closed after this many seconds (like a real server would).
 IDLE_TIMEOUT: Final = 60.0
 _POLL_INTERVAL: Final = 0.05
 
-
-def is_loopback_host(host: str) -> bool:
-    """Whether ``host`` is ``localhost`` or a loopback IP address: the fake is never reachable from
-    another machine (it hands out tokens to anyone who asks)."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+# The one loopback rule (``testing/__main__`` imports it from here): the fake is never reachable
+# from another machine, since it hands out tokens to anyone who asks.
+__all__ = ["IDLE_TIMEOUT", "FakeCloudSyncServer", "is_loopback_host"]
 
 
 class _Handler(BaseHTTPRequestHandler):

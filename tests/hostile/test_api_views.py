@@ -1,5 +1,5 @@
-"""Hostile input on the API endpoints (DRF, ninja) and on the SPA's connect: properties, 1000+
-examples each (``tests/test_hostile_input.py``'s settings). Whatever a client sends as its
+"""Hostile input on the API endpoints (DRF, ninja) and on the SPA's connect: properties, with
+the profile's count of examples (``tests/hostile/strategies.py``). Whatever a client sends as its
 credentials, ``Accept`` or ``scope``, the answer is a 4xx in JSON: never a redirect, never a 500.
 """
 
@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from django_cloudsync import responses
 from django_cloudsync.testing.flow import sign_in
-from tests.test_hostile_input import HOSTILE
+from tests.hostile.strategies import HOSTILE
 
 pytestmark = pytest.mark.django_db
 

@@ -1,0 +1,264 @@
+"""The key-rotation engine: re-encrypt every stored token under the first key, safely while the site runs.
+
+A key is rotated in three steps: put a new key first in ``CLOUDSYNC_ENCRYPTION_KEYS`` (keeping
+the old one after it) and deploy; run the rotation (``manage.py cloudsync_rotate_keys``, or
+:func:`rotate_keys`); remove the old key and deploy again.
+
+The rotation is safe to run while the site serves requests, and to run again after it was
+interrupted:
+
+* Rows are read in batches by primary key (keyset pagination), never all at once; each batch
+  commits on its own, so an interruption loses at most the batch in flight.
+* A row whose ciphertexts are already under the first key is skipped, so a second run finishes
+  the job without re-encrypting anything twice.
+* Each row is written with a compare-and-swap on ``version``: if a refresh wrote new tokens
+  between our read and our write, our write matches no row, and the row is read again (the
+  refresh's tokens are then usually under the first key already). ``version`` itself is left
+  alone, because it means "new tokens", and the refresh logic compares it.
+* A row that no configured key can decrypt is reported by id and left as it is, never dropped.
+
+:func:`check_keys` changes nothing: it counts rows per key id, and the rows no key can decrypt.
+Both return a :class:`Tally`; :class:`KeyRotation` runs batch by batch for a caller that shows
+progress or may be interrupted.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from collections import Counter
+from collections.abc import Iterator
+
+from django.db import router
+from django.views.decorators.debug import sensitive_variables
+
+from . import conf, errors
+from .crypto import TokenCipher
+from .locking import with_lock_retries
+from .models import CloudSyncToken
+
+DEFAULT_BATCH_SIZE = 500
+#: How many times one row is tried when concurrent refreshes keep changing it under us.
+MAX_ATTEMPTS_PER_ROW = 5
+#: The columns the rotation reads: enough to re-encrypt and to name a row, nothing more.
+ROW_FIELDS = ("id", "account_id", "version", "access_token_ciphertext", "refresh_token_ciphertext")
+TOKEN_FIELDS = ("access_token", "refresh_token")
+
+
+class RowOutcome(enum.Enum):
+    """What happened to one row."""
+
+    ROTATED = "rotated"
+    CURRENT = "current"  # already under the first key
+    GONE = "gone"  # deleted while we worked
+    CONTENDED = "contended"  # changed by refreshes on every attempt
+
+
+@dataclasses.dataclass
+class Unreadable:
+    """A row no configured key can decrypt, named without any of its ciphertexts."""
+
+    pk: str
+    account_id: str
+    reason: str
+
+
+@dataclasses.dataclass
+class Tally:
+    """What a run did, so far; only batches that committed are counted."""
+
+    examined: int = 0
+    rotated: int = 0
+    current: int = 0
+    gone: int = 0
+    contended: list[str] = dataclasses.field(default_factory=list)
+    unreadable: list[Unreadable] = dataclasses.field(default_factory=list)
+    rows_per_key: Counter[str] = dataclasses.field(default_factory=Counter)
+    stale: int = 0  # check: rows with a ciphertext not under the first key
+    limit_reached: bool = False
+
+    @property
+    def complete(self) -> bool:
+        """Whether every row is now under the first key (nothing unreadable, contended or left)."""
+        return not self.limit_reached and not self.unreadable and not self.contended
+
+    def add(self, other: Tally) -> None:
+        self.examined += other.examined
+        self.rotated += other.rotated
+        self.current += other.current
+        self.gone += other.gone
+        self.contended += other.contended
+        self.unreadable += other.unreadable
+        self.rows_per_key += other.rows_per_key
+        self.stale += other.stale
+        self.limit_reached = self.limit_reached or other.limit_reached
+
+    def count(self, row: CloudSyncToken, outcome: RowOutcome) -> None:
+        if outcome is RowOutcome.ROTATED:
+            self.rotated += 1
+        elif outcome is RowOutcome.CURRENT:
+            self.current += 1
+        elif outcome is RowOutcome.GONE:
+            self.gone += 1
+        else:
+            self.contended.append(str(row.pk))
+
+
+class KeyRotation:
+    """One run over ``database`` (default: where :class:`CloudSyncToken` is written).
+
+    ``check=True`` only counts. :meth:`batches` works batch by batch and keeps the running total
+    in :attr:`result`, which stays right if the run is interrupted between or inside batches.
+    """
+
+    def __init__(
+        self,
+        *,
+        database: str | None = None,
+        batch_size: int = DEFAULT_BATCH_SIZE,
+        limit: int | None = None,
+        check: bool = False,
+        cipher: TokenCipher | None = None,
+    ) -> None:
+        if batch_size < 1:
+            raise ValueError("batch_size must be at least 1")
+        if limit is not None and limit < 1:
+            raise ValueError("limit must be at least 1")
+        self.database = database or router.db_for_write(CloudSyncToken)
+        self.batch_size = batch_size
+        self.limit = limit
+        self.check = check
+        self.cipher = cipher if cipher is not None else conf.cipher()
+        self.result = Tally()
+
+    def row_count(self) -> int:
+        """How many rows there are to examine (for a progress bar; rows may come and go)."""
+        return CloudSyncToken.objects.using(self.database).count()
+
+    def run(self) -> Tally:
+        """Work through every batch; the :class:`Tally` of the whole run."""
+        for _ in self.batches():
+            pass
+        return self.result
+
+    def batches(self) -> Iterator[Tally]:
+        """Work batch by batch, yielding each committed batch's :class:`Tally`."""
+        for batch in self._pages():
+            done = self._check_batch(batch) if self.check else self._rotate_batch(batch)
+            self.result.add(done)
+            yield done
+            if self.result.limit_reached:
+                return
+
+    # Reading: keyset pagination over the primary key, so memory stays at one batch.
+
+    def _pages(self) -> Iterator[list[CloudSyncToken]]:
+        rows = CloudSyncToken.objects.using(self.database).only(*ROW_FIELDS).order_by("pk")
+        last_pk = None
+        while True:
+            page = rows if last_pk is None else rows.filter(pk__gt=last_pk)
+            batch = list(page[: self.batch_size])
+            if batch:
+                yield batch
+            if len(batch) < self.batch_size:
+                return
+            last_pk = batch[-1].pk
+
+    def _check_batch(self, batch: list[CloudSyncToken]) -> Tally:
+        tally = Tally(examined=len(batch))
+        for row in batch:
+            try:
+                key_ids = _verified_key_ids(self.cipher, row)
+            except errors.UndecryptableToken as exc:
+                tally.unreadable.append(_unreadable(row, exc))
+                continue
+            tally.rows_per_key.update(key_ids)
+            if key_ids != {self.cipher.primary_key_id}:
+                tally.stale += 1
+        return tally
+
+    def _rotate_batch(self, batch: list[CloudSyncToken]) -> Tally:
+        def rotate() -> Tally:
+            # Rebuilt from scratch on each attempt: a batch retried after "database is locked"
+            # was rolled back, and must not be counted twice.
+            done = Tally()
+            for row in batch:
+                if self.limit is not None and self.result.rotated + done.rotated >= self.limit:
+                    done.limit_reached = True
+                    break
+                done.examined += 1
+                try:
+                    done.count(row, _rotate_row(self.cipher, self.database, row))
+                except errors.UndecryptableToken as exc:
+                    done.unreadable.append(_unreadable(row, exc))
+            return done
+
+        # One transaction per batch (one commit, not one per row); on SQLite, waiting for the
+        # write lock as long as a refresh holding it can take.
+        return with_lock_retries(self.database, rotate)
+
+
+def rotate_keys(
+    *, database: str | None = None, batch_size: int = DEFAULT_BATCH_SIZE, limit: int | None = None
+) -> Tally:
+    """Re-encrypt every stored token not yet under the first key (at most ``limit`` rows)."""
+    return KeyRotation(database=database, batch_size=batch_size, limit=limit).run()
+
+
+def check_keys(*, database: str | None = None, batch_size: int = DEFAULT_BATCH_SIZE) -> Tally:
+    """Count the rows under each key id, and the rows no configured key can decrypt; change nothing."""
+    return KeyRotation(database=database, batch_size=batch_size, check=True).run()
+
+
+@sensitive_variables("plaintext")
+def _resealed(cipher: TokenCipher, row: CloudSyncToken) -> dict[str, str]:
+    """The new ciphertexts of ``row``'s tokens that are not under the first key (``{}`` if none).
+
+    Every token is decrypted, current or not: a row the rotation passes as fine must really be
+    readable. Raises :class:`~django_cloudsync.errors.UndecryptableToken` otherwise.
+    """
+    changes: dict[str, str] = {}
+    for field in TOKEN_FIELDS:
+        column = f"{field}_ciphertext"
+        ciphertext: str = getattr(row, column)
+        if not ciphertext and field == "refresh_token":
+            continue  # CloudSync issued no refresh token
+        associated_data = row.associated_data(field)
+        plaintext = cipher.decrypt(ciphertext, associated_data)
+        if not cipher.is_current(ciphertext):
+            changes[column] = cipher.encrypt(plaintext, associated_data)
+    return changes
+
+
+def _rotate_row(cipher: TokenCipher, database: str, row: CloudSyncToken) -> RowOutcome:
+    """Re-encrypt one row, unless a concurrent write keeps beating us to it."""
+    rows = CloudSyncToken.objects.using(database)
+    for _ in range(MAX_ATTEMPTS_PER_ROW):
+        changes = _resealed(cipher, row)
+        if not changes:
+            return RowOutcome.CURRENT
+        # Compare-and-swap: written only if no new tokens were stored since we read the row.
+        # QuerySet.update() leaves version and updated_at alone, as it should.
+        if rows.filter(pk=row.pk, version=row.version).update(**changes):
+            return RowOutcome.ROTATED
+        fresh = rows.only(*ROW_FIELDS).filter(pk=row.pk).first()
+        if fresh is None:
+            return RowOutcome.GONE
+        row = fresh
+    return RowOutcome.CONTENDED
+
+
+def _verified_key_ids(cipher: TokenCipher, row: CloudSyncToken) -> set[str]:
+    """The ids of the keys that sealed ``row``'s tokens, after checking that each one decrypts."""
+    key_ids = set()
+    for field in TOKEN_FIELDS:
+        ciphertext: str = getattr(row, f"{field}_ciphertext")
+        if not ciphertext and field == "refresh_token":
+            continue
+        cipher.decrypt(ciphertext, row.associated_data(field))  # only whether it opens matters
+        key_ids.add(cipher.key_id_of(ciphertext))
+    return key_ids
+
+
+def _unreadable(row: CloudSyncToken, exc: errors.UndecryptableToken) -> Unreadable:
+    return Unreadable(pk=str(row.pk), account_id=row.account_id, reason=exc.message)
