@@ -212,7 +212,7 @@ class ApiCall:
             return None
         # RateLimited and ServerError carry the answer's Retry-After; a network error has none.
         delay = backoff_delay(self.attempt, self._backoff, getattr(failure, "retry_after", None))
-        if delay is None or not self.deadline.allows_wait(delay):
+        if delay is None or not self.deadline.schedule_wait(delay):
             return None  # waiting would leave no time for the attempt after it
         self._retries_left -= 1
         logger.debug("CloudSync API %s %s: retrying in %.2fs", self.method, self.path, delay)

@@ -255,7 +255,9 @@ class Deadline:
     """The moment by which a call must be over, on the monotonic clock.
 
     A transport bounds every wait of one exchange by it (the connect, each read of the headers and
-    of the body); a client call shares one among its attempts and the waits between them.
+    of the body); a client call shares one among its attempts and the waits between them. A wait
+    between attempts counts as spent when it is scheduled (:meth:`schedule_wait`), so the budget
+    holds whichever sleep the caller uses (and a wait that really happened is not counted twice).
     """
 
     def __init__(self, seconds: float) -> None:
@@ -263,13 +265,18 @@ class Deadline:
             raise ValueError("a deadline must be a positive number of seconds")
         self.seconds = float(seconds)
         self._at = time.monotonic() + self.seconds
+        #: The end of the last wait scheduled: the clock is taken to be there at least.
+        self._resume_at = 0.0
 
     def __repr__(self) -> str:
         return f"<Deadline {self.seconds:g}s, {self.remaining():.3f}s left>"
 
+    def _now(self) -> float:
+        return max(time.monotonic(), self._resume_at)
+
     def remaining(self) -> float:
         """Seconds left (``0`` once it has passed)."""
-        return max(0.0, self._at - time.monotonic())
+        return max(0.0, self._at - self._now())
 
     def bound(self, seconds: float) -> float:
         """``seconds``, or the time left if that is less; :class:`~.errors.Timeout` if none is."""
@@ -280,9 +287,13 @@ class Deadline:
             )
         return min(seconds, left)
 
-    def allows_wait(self, seconds: float) -> bool:
-        """Whether waiting ``seconds`` still leaves time for another attempt."""
-        return seconds < self.remaining()
+    def schedule_wait(self, seconds: float) -> bool:
+        """Count a wait of ``seconds`` as spent, if it still leaves time for an attempt after it."""
+        resume_at = self._now() + seconds
+        if resume_at >= self._at:
+            return False
+        self._resume_at = resume_at
+        return True
 
 
 class BoundedBody:
