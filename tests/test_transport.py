@@ -92,41 +92,39 @@ def test_a_slow_drip_body_ends_in_a_timeout_within_the_deadline(
     assert fake.counters["delayed_answers"] == 1
 
 
-def test_a_timed_out_async_connection_is_closed_not_pooled(
-    fake: FakeCloudSync, api: CloudSync, short_deadline: float
-) -> None:
-    # The two calls share one event loop (one async pool) and the sync pool alike.
-    fake.respond_next("me", 200, PADDED_PROFILE, JSON_HEADERS)
-    fake.delay_next("me", 20.0, drip=True)
+def timed_out_then_answered(api: CloudSync, twin: bool) -> tuple[type[BaseException] | None, Any]:
+    """Two calls in a row, on one pool (one event loop for the twin): the first one's error, if
+    any, and the second one's answer."""
 
     async def both() -> tuple[type[BaseException] | None, Any]:
         try:
             await api.ame()
-        except errors.Timeout as exc:
-            first: type[BaseException] | None = type(exc)
-        else:
-            first = None
-        return first, await api.ame()
+        except errors.Timeout:
+            return errors.Timeout, await api.ame()
+        return None, await api.ame()
 
-    first, profile = async_to_sync(both)()
-    assert first is errors.Timeout
-    assert profile["id"] == "usr_ada"
-    # The dripping connection was hung up on: the next call needed a connection of its own
-    # (reusing it would have read the rest of the drip as its answer).
-    assert fake.counters["connections"] == 2
-    assert fake.counters["api_calls"] == 2
+    if twin:
+        return async_to_sync(both)()
+    try:
+        api.me()
+    except errors.Timeout:
+        return errors.Timeout, api.me()
+    return None, api.me()
 
 
-def test_a_timed_out_sync_connection_is_closed_not_pooled(
-    fake: FakeCloudSync, api: CloudSync, short_deadline: float
+@pytest.mark.parametrize("twin", [False, True], ids=["sync", "async"])
+def test_a_timed_out_connection_is_closed_not_pooled(
+    fake: FakeCloudSync, api: CloudSync, short_deadline: float, twin: bool
 ) -> None:
     fake.respond_next("me", 200, PADDED_PROFILE, JSON_HEADERS)
     fake.delay_next("me", 20.0, drip=True)
 
-    with pytest.raises(errors.Timeout):
-        api.me()
-    assert api.me()["id"] == "usr_ada"
+    first, profile = timed_out_then_answered(api, twin)
 
+    assert first is errors.Timeout
+    assert profile["id"] == "usr_ada"
+    # The dripping connection was hung up on: the next call needed a connection of its own
+    # (reusing it would have read the rest of the drip as its answer).
     assert fake.counters["connections"] == 2
     assert fake.counters["api_calls"] == 2
 

@@ -209,23 +209,23 @@ class CloudSync:
 
     def get(self, path: str, params: Mapping[str, Any] | None = None) -> Any:
         """``GET`` a relative API path; the parsed JSON body (``None`` if empty)."""
-        return self._request("GET", path, params=params)
+        return self._request(self._call("GET", path, params=params))
 
     def post(self, path: str, json: Any = None) -> Any:
         """``POST`` JSON to a relative API path. Never retried (it may not be idempotent)."""
-        return self._request("POST", path, json_body=json)
+        return self._request(self._call("POST", path, json_body=json))
 
     def put(self, path: str, json: Any = None) -> Any:
         """``PUT`` JSON to a relative API path."""
-        return self._request("PUT", path, json_body=json)
+        return self._request(self._call("PUT", path, json_body=json))
 
     def patch(self, path: str, json: Any = None) -> Any:
         """``PATCH`` JSON to a relative API path. Never retried (it may not be idempotent)."""
-        return self._request("PATCH", path, json_body=json)
+        return self._request(self._call("PATCH", path, json_body=json))
 
     def delete(self, path: str) -> Any:
         """``DELETE`` a relative API path."""
-        return self._request("DELETE", path)
+        return self._request(self._call("DELETE", path))
 
     # -- the async twins ------------------------------------------------------------------
 
@@ -239,28 +239,28 @@ class CloudSync:
 
     async def aget(self, path: str, params: Mapping[str, Any] | None = None) -> Any:
         """:meth:`get`, awaitable."""
-        return await self._arequest("GET", path, params=params)
+        return await self._arequest(self._call("GET", path, params=params))
 
     async def apost(self, path: str, json: Any = None) -> Any:
         """:meth:`post`, awaitable. Never retried."""
-        return await self._arequest("POST", path, json_body=json)
+        return await self._arequest(self._call("POST", path, json_body=json))
 
     async def aput(self, path: str, json: Any = None) -> Any:
         """:meth:`put`, awaitable."""
-        return await self._arequest("PUT", path, json_body=json)
+        return await self._arequest(self._call("PUT", path, json_body=json))
 
     async def apatch(self, path: str, json: Any = None) -> Any:
         """:meth:`patch`, awaitable. Never retried."""
-        return await self._arequest("PATCH", path, json_body=json)
+        return await self._arequest(self._call("PATCH", path, json_body=json))
 
     async def adelete(self, path: str) -> Any:
         """:meth:`delete`, awaitable."""
-        return await self._arequest("DELETE", path)
+        return await self._arequest(self._call("DELETE", path))
 
     # -- the machinery: two drivers of one policy.ApiCall --------------------------------
 
     def _call(
-        self, method: str, path: str, *, params: Mapping[str, Any] | None, json_body: Any
+        self, method: str, path: str, *, params: Mapping[str, Any] | None = None, json_body: Any = None
     ) -> policy.ApiCall:
         """The policy of one call, its URL checked before any credential moves."""
         return policy.ApiCall(
@@ -277,64 +277,35 @@ class CloudSync:
         )
 
     @sensitive_variables("token")
-    def _request(
-        self,
-        method: str,
-        path: str,
-        *,
-        params: Mapping[str, Any] | None = None,
-        json_body: Any = None,
-    ) -> Any:
-        call = self._call(method, path, params=params, json_body=json_body)
+    def _request(self, call: policy.ApiCall) -> Any:
         token = self._current_token()
-        while True:
-            step = call.advance(self._send(call, token), token)
-            if isinstance(step, policy.Answer):
-                return step.value
+        while not isinstance(step := call.advance(self._send(call, token), token), policy.Answer):
             if isinstance(step, policy.Wait):
-                sleep = self._sleep_fn if self._sleep_fn is not None else _sleep
-                sleep(step.seconds)
-                continue
-            assert self._token_source is not None  # only a refreshable call asks for a refresh
-            token = policy.checked_token(self._token_source.refresh_after_rejection(token))
+                (self._sleep_fn if self._sleep_fn is not None else _sleep)(step.seconds)
+            else:  # only a token source's call asks for a refresh
+                token = policy.checked_token(self._source().refresh_after_rejection(token))
+        return step.value
 
     @sensitive_variables("token")
     def _send(self, call: policy.ApiCall, token: str) -> http.Reply | errors.CloudSyncError:
         """One attempt through the pooled session: the answer, or the transport's typed error."""
         try:
-            return http.send(
-                call.method,
-                call.url,
-                headers=call.headers(token),
-                json_body=call.json_body,
-                params=call.params,
-                timeout=call.timeout,
-                deadline=call.deadline,
-            )
+            return http.send(call.outgoing(token))
         except errors.CloudSyncError as exc:
             return exc
 
-    @sensitive_variables("credential", "token")
-    async def _arequest(
-        self,
-        method: str,
-        path: str,
-        *,
-        params: Mapping[str, Any] | None = None,
-        json_body: Any = None,
-    ) -> Any:
-        call = self._call(method, path, params=params, json_body=json_body)
+    @sensitive_variables("credential")
+    async def _arequest(self, call: policy.ApiCall) -> Any:
         # The token only ever in a Credential here (see policy.Credential): a coroutine's locals.
         credential = policy.Credential(await self._acurrent_token())
-        while True:
-            step = call.advance(await self._asend(call, credential), credential.value)
-            if isinstance(step, policy.Answer):
-                return step.value
+        while not isinstance(
+            step := call.advance(await self._asend(call, credential), credential.value), policy.Answer
+        ):
             if isinstance(step, policy.Wait):
-                asleep = self._asleep_fn if self._asleep_fn is not None else _asleep
-                await asleep(step.seconds)
-                continue
-            credential = policy.Credential(await self._arefreshed_token(credential))
+                await (self._asleep_fn if self._asleep_fn is not None else _asleep)(step.seconds)
+            else:
+                credential = policy.Credential(await self._arefreshed_token(credential))
+        return step.value
 
     @sensitive_variables("credential")
     async def _asend(
@@ -342,17 +313,13 @@ class CloudSync:
     ) -> http.Reply | errors.CloudSyncError:
         """One attempt through this event loop's pooled client."""
         try:
-            return await http.asend(
-                call.method,
-                call.url,
-                headers=call.headers(credential.value),
-                json_body=call.json_body,
-                params=call.params,
-                timeout=call.timeout,
-                deadline=call.deadline,
-            )
+            return await http.asend(call.outgoing(credential.value))
         except errors.CloudSyncError as exc:
             return exc
+
+    def _source(self) -> TokenSource:
+        assert self._token_source is not None
+        return self._token_source
 
     def _current_token(self) -> str:
         if self._token_source is None:
@@ -372,8 +339,7 @@ class CloudSync:
 
     @sensitive_variables("credential")
     async def _arefreshed_token(self, credential: policy.Credential) -> str:
-        source = self._token_source
-        assert source is not None  # only a refreshable call asks for a refresh
+        source = self._source()
         if isinstance(source, AsyncTokenSource):
             return policy.checked_token(await source.arefresh_after_rejection(credential.value))
         refresh = sync_to_async(source.refresh_after_rejection, thread_sensitive=False)

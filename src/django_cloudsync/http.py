@@ -65,6 +65,29 @@ class Received:
     content: bytes = dataclasses.field(repr=False)
 
 
+@dataclasses.dataclass(frozen=True)
+class Outgoing:
+    """One request to send, for either transport; its ``repr`` shows neither headers nor body.
+
+    ``timeout`` is the (connect, read) pair of each wait (``CLOUDSYNC_TIMEOUT`` if ``None``);
+    ``deadline`` bounds the whole exchange (``CLOUDSYNC_DEADLINE`` from when it is sent if ``None``).
+    """
+
+    method: str
+    url: str
+    headers: Mapping[str, str] = dataclasses.field(default_factory=dict, repr=False)
+    json_body: Any = dataclasses.field(default=None, repr=False)
+    params: Mapping[str, Any] | None = dataclasses.field(default=None, repr=False)
+    timeout: tuple[float, float] | None = None
+    deadline: wire.Deadline | None = None
+
+    def bounds(self) -> tuple[wire.Deadline, float, float]:
+        """The deadline, and the connect and read timeouts, each already bounded by it."""
+        deadline = self.deadline or wire.Deadline(conf.deadline())
+        connect, read = self.timeout or conf.timeout()
+        return deadline, deadline.bound(connect), deadline.bound(read)
+
+
 # -- the sync transport -----------------------------------------------------------------------
 
 
@@ -97,32 +120,22 @@ def reset_session() -> None:
     _lock = threading.Lock()
 
 
-def send(
-    method: str,
-    url: str,
-    *,
-    headers: Mapping[str, str] | None = None,
-    json_body: Any = None,
-    params: Mapping[str, Any] | None = None,
-    timeout: tuple[float, float] | None = None,
-    deadline: wire.Deadline | None = None,
-) -> Received:
+def send(outgoing: Outgoing) -> Received:
     """Send one request and read its body, bounded in time and size; raise a typed error if that fails.
 
-    ``deadline`` bounds the whole exchange (``CLOUDSYNC_DEADLINE`` from now if not given). The
-    connection is back in the pool when this returns, and closed if the body was not read to its end.
+    The connection is back in the pool when this returns, and closed if the body was not read to
+    its end.
     """
-    deadline = deadline or wire.Deadline(conf.deadline())
-    connect, read = timeout or conf.timeout()
+    deadline, connect, read = outgoing.bounds()
     try:
         response = get_session().request(
-            method,
-            url,
-            headers=dict(headers or {}),
-            json=json_body,
-            params=params,
+            outgoing.method,
+            outgoing.url,
+            headers=dict(outgoing.headers),
+            json=outgoing.json_body,
+            params=outgoing.params,
             # The read timeout also bounds the wait for the status line and headers.
-            timeout=(deadline.bound(connect), deadline.bound(read)),
+            timeout=(connect, read),
             allow_redirects=False,
             stream=True,
         )
@@ -136,10 +149,9 @@ def send(
         body = _bounded_body(response.status_code, response.headers)
         sock = getattr(raw.connection, "sock", None)
         while True:
+            per_read = deadline.bound(read)  # each read: at most what is left
             if sock is not None:
-                sock.settimeout(deadline.bound(read))  # each read: at most what is left
-            else:
-                deadline.bound(read)
+                sock.settimeout(per_read)
             chunk = raw.read1(CHUNK_BYTES, decode_content=False)
             if not chunk:
                 break
@@ -222,34 +234,19 @@ def _forget_async_pools() -> None:
     _async_lock = threading.Lock()
 
 
-async def asend(
-    method: str,
-    url: str,
-    *,
-    headers: Mapping[str, str] | None = None,
-    json_body: Any = None,
-    params: Mapping[str, Any] | None = None,
-    timeout: tuple[float, float] | None = None,
-    deadline: wire.Deadline | None = None,
-) -> Received:
+async def asend(outgoing: Outgoing) -> Received:
     """:func:`send` on this event loop's pooled ``httpx.AsyncClient``: the same bounds, the same errors."""
     import httpx
 
-    deadline = deadline or wire.Deadline(conf.deadline())
-    connect, read = timeout or conf.timeout()
+    deadline, connect, read = outgoing.bounds()
     client = await get_async_client()
     request = client.build_request(
-        method,
-        url,
-        headers=dict(headers or {}),
-        json=json_body,
-        params=dict(params) if params is not None else None,
-        timeout=httpx.Timeout(
-            connect=deadline.bound(connect),
-            read=deadline.bound(read),
-            write=deadline.bound(read),
-            pool=deadline.bound(connect),
-        ),
+        outgoing.method,
+        outgoing.url,
+        headers=dict(outgoing.headers),
+        json=outgoing.json_body,
+        params=dict(outgoing.params) if outgoing.params is not None else None,
+        timeout=httpx.Timeout(connect=connect, read=read, write=read, pool=connect),
     )
     try:
         # Each read waits at most min(read, time left) (the timeouts above); the whole exchange is

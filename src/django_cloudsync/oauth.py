@@ -15,7 +15,7 @@ from typing import Any
 from django.views.decorators.debug import sensitive_variables
 
 from . import conf, dialect, errors
-from .http import error_of, parse_json, send
+from .http import Outgoing, error_of, parse_json, send
 
 # A hostile response cannot smuggle a header or a newline into our requests or logs.
 _TOKEN_RE = dialect.TOKEN_PATTERN
@@ -113,10 +113,12 @@ def refresh(*, refresh_token: str, client_id: str, client_secret: str) -> TokenR
 @sensitive_variables()
 def _request_token(body: dict[str, str]) -> TokenResponse:
     response = send(
-        "POST",
-        conf.auth_url() + dialect.TOKEN_PATH,
-        json_body=body,
-        headers={"Accept": "application/json"},
+        Outgoing(
+            "POST",
+            conf.auth_url() + dialect.TOKEN_PATH,
+            json_body=body,
+            headers={"Accept": "application/json"},
+        )
     )
     status = response.status_code
     if status in (200, 201):

@@ -114,8 +114,8 @@ class Credential:
 class ApiCall:
     """One API call: what to send, and what each answer or failure means.
 
-    A driver (the sync or the async one in :mod:`~django_cloudsync.client`) sends :attr:`url` with
-    :meth:`headers` through a transport, bounded by :attr:`deadline`, and hands what came back (an
+    A driver (the sync or the async one in :mod:`~django_cloudsync.client`) sends each attempt's
+    :meth:`outgoing` request through a transport, and hands what came back (an
     answer, or the transport's typed error) to :meth:`advance`, which says what to do next: return
     the :class:`Answer`, :class:`Wait` and send again, :data:`REFRESH` the token and send again,
     or (raised) the typed error. The call never holds the credential: the driver passes it to
@@ -158,6 +158,19 @@ class ApiCall:
         """The headers of the next attempt (attempts are counted here)."""
         self.attempt += 1
         return {"Authorization": f"Bearer {token}", "Accept": "application/json"}
+
+    @sensitive_variables("token")
+    def outgoing(self, token: str) -> http.Outgoing:
+        """The next attempt, for either transport, within what is left of :attr:`deadline`."""
+        return http.Outgoing(
+            self.method,
+            self.url,
+            headers=self.headers(token),
+            json_body=self.json_body,
+            params=self.params,
+            timeout=self.timeout,
+            deadline=self.deadline,
+        )
 
     @sensitive_variables("token")
     def advance(self, outcome: http.Reply | errors.CloudSyncError, token: str) -> Step:
