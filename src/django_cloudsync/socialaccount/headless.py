@@ -28,10 +28,12 @@ from allauth.headless.internal.restkit.response import ErrorResponse
 from allauth.headless.socialaccount.views import ProviderTokenView
 from allauth.socialaccount.providers.base.constants import AuthProcess
 from django.core.exceptions import ValidationError
+from django.http import HttpRequest, HttpResponse
 from django.urls import path
 
 from .. import conf
 from . import app_tokens
+from .transaction import sign_in_transaction
 
 
 class AppCodeInput(inputs.Input):
@@ -80,6 +82,12 @@ class AppCodeView(ProviderTokenView):
                 self.request, exception=ValidationError("The body must be a JSON object.", code="invalid")
             )
         return super().handle_input(data)
+
+    def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        # The code was exchanged while the input was cleaned; what allauth writes from here
+        # commits together with the login, or not at all.
+        with sign_in_transaction(request):
+            return super().post(request, *args, **kwargs)
 
 
 urlpatterns = [
