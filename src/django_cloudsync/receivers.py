@@ -29,9 +29,14 @@ def open_transaction_for_sign_in(sender: Any, request: Any = None, **kwargs: Any
 @receiver(social_account_updated, dispatch_uid="django_cloudsync.store_on_update")
 @receiver(social_account_added, dispatch_uid="django_cloudsync.store_on_add")
 @receiver(user_signed_up, dispatch_uid="django_cloudsync.store_on_signup")
-def store_sign_in_tokens(sender: Any, sociallogin: Any = None, **kwargs: Any) -> None:
-    if sociallogin is not None:
-        tokens.store_from_sociallogin(sociallogin)
+def store_sign_in_tokens(sender: Any, sociallogin: Any = None, request: Any = None, **kwargs: Any) -> None:
+    if (
+        sociallogin is not None
+        and tokens.store_from_sociallogin(sociallogin) is not None
+        and request is not None
+    ):
+        # The callback tells the user what changed (see consent.finish).
+        request._cloudsync_tokens_stored = True
 
 
 @receiver(user_logged_in, dispatch_uid="django_cloudsync.rewrap_user_after_login")
