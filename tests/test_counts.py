@@ -64,14 +64,6 @@ def test_api_calls_from_many_requests_on_one_thread_share_one_connection(client:
 # The sign-in callback's queries, against a provider built the way allauth builds its own.
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database(request: pytest.FixtureRequest) -> str:
-    """The alias the test runs on; the PostgreSQL case skips without CLOUDSYNC_TEST_POSTGRES_URL."""
-    if request.param == "postgresql":
-        return str(request.getfixturevalue("on_postgres"))
-    return "default"
-
-
 @pytest.fixture
 def baseline(settings: Any, fake: Any, cloudsync_server: Any) -> Iterator[str]:
     """The baseline provider, registered with allauth and pointed at the fake; its id."""

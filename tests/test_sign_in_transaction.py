@@ -33,14 +33,6 @@ BROWSER_SESSION_URL = "/_allauth/browser/v1/auth/session"
 pytestmark = pytest.mark.django_db(transaction=True, databases="__all__")
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database(request: pytest.FixtureRequest) -> str:
-    """The alias the test runs on; the PostgreSQL case skips without CLOUDSYNC_TEST_POSTGRES_URL."""
-    if request.param == "postgresql":
-        return str(request.getfixturevalue("on_postgres"))
-    return "default"
-
-
 @pytest.fixture
 def verification_mail(settings: Any) -> Any:
     """allauth's default: a verification mail to every new user."""
