@@ -9,6 +9,7 @@ CloudSync's own documentation, quoted: its samples are CloudSync's, not this app
 from __future__ import annotations
 
 import configparser
+import fnmatch
 import json
 import re
 import types
@@ -425,6 +426,23 @@ def test_api_backends_table_is_the_error_table() -> None:
         (answer.status, answer.code) for _, answer in responses.ERRORS
     }
     assert len(rows) == len(responses.ERRORS)
+
+
+def test_every_test_the_security_page_cites_exists() -> None:
+    def defined_in(*files: Path) -> list[str]:
+        source = "\n".join(file.read_text() for file in files)
+        return re.findall(r"^(?:async )?def (test_\w+)", source, flags=re.MULTILINE)
+
+    everywhere = defined_in(*(ROOT / "tests").rglob("test_*.py"))
+    cited = re.findall(r"`(tests/[\w/]+\.py(?:::\w+)?|test_[\w*]+)`", (DOCS / "security.md").read_text())
+
+    assert len(cited) >= 20  # the pattern still finds them
+    for citation in cited:
+        path, _, name = citation.partition("::") if citation.startswith("tests/") else ("", "", citation)
+        assert not path or (ROOT / path).is_file(), citation
+        if name:
+            names = defined_in(ROOT / path) if path else everywhere
+            assert fnmatch.filter(names, name), citation
 
 
 def test_every_setting_the_app_reads_is_in_the_settings_tables() -> None:
