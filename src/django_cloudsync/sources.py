@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 from django.db.models import QuerySet
 from django.views.decorators.debug import sensitive_variables
 
-from . import tokens
+from . import arefresh, tokens
 from .models import CloudSyncToken
 
 if TYPE_CHECKING:
@@ -17,7 +17,8 @@ if TYPE_CHECKING:
 class StoredTokenSource:
     """The tokens of one :class:`~django_cloudsync.models.CloudSyncToken` row, kept fresh.
 
-    Implements :class:`~django_cloudsync.client.TokenSource`: the client asks it for a token
+    Implements :class:`~django_cloudsync.client.TokenSource` and its async twins
+    (``aget_access_token``, ``arefresh_after_rejection``): the client asks it for a token
     before each call, and again after a 401. It holds the row (ciphertexts only) and decrypts
     on demand, so no plaintext token outlives the call that needs it.
     """
@@ -44,6 +45,19 @@ class StoredTokenSource:
     @sensitive_variables()
     def refresh_after_rejection(self, rejected_token: str) -> str:
         self.token = tokens.refresh_after_rejection(self.token)
+        return self.token.access_token()
+
+    # The async twins (the async client's token source): the same answers, refreshed once per
+    # expiry across the coroutines of an event loop as well (see django_cloudsync.arefresh).
+
+    @sensitive_variables()
+    async def aget_access_token(self) -> str:
+        self.token = await arefresh.arefresh_if_expired(self.token)
+        return self.token.access_token()
+
+    @sensitive_variables()
+    async def arefresh_after_rejection(self, rejected_token: str) -> str:
+        self.token = await arefresh.arefresh_after_rejection(self.token)
         return self.token.access_token()
 
 
