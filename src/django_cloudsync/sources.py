@@ -95,7 +95,13 @@ def _latest_token_rows(user: Any) -> QuerySet[CloudSyncToken] | None:
         return None
     # Most recently updated: the account signed in, connected or refreshed last. The creation
     # time breaks a tie of equal timestamps, so the choice never depends on the database's mood.
-    return CloudSyncToken.objects.filter(user=user).order_by("-updated_at", "-created_at")
+    # The owner is whoever owns the SocialAccount now (an admin may have moved it): joined, and
+    # the user fetched along, so `token.user` costs no query of its own.
+    return (
+        CloudSyncToken.objects.filter(social_account__user=user)
+        .select_related("social_account__user")
+        .order_by("-updated_at", "-created_at")
+    )
 
 
 def _client_of(token: CloudSyncToken | None) -> CloudSync | None:
