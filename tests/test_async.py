@@ -155,7 +155,7 @@ def test_a_dead_grant_in_an_async_view_goes_through_consent_and_back(fake: Any) 
     response = get(browser, "/async/workspaces/?page=2")
 
     assert response.status_code == 302
-    assert urlsplit(response["Location"]).path == reverse("cloudsync_login")
+    assert urlsplit(response["Location"]).path == reverse("cloudsync_consent")
     assert query_of(response["Location"])["next"] == "/async/workspaces/?page=2"
     assert not CloudSyncToken.objects.exists()
     back = run(afollow_consent(browser, response["Location"]))
