@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from asgiref.sync import sync_to_async
 from django.contrib import messages
 from django.http import FileResponse, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
@@ -85,3 +86,23 @@ def new_workspace(request: HttpRequest) -> HttpResponse:
 def spa(request: HttpRequest) -> FileResponse:
     """The single-page app: a static file, no template (``static/example/spa.html``)."""
     return FileResponse((Path(__file__).parent / "static" / "example" / "spa.html").open("rb"))
+
+
+@cloudsync_required
+async def async_workspaces(request: Any) -> HttpResponse:
+    """The workspace list as an ``async def`` view (serve it with ``uvicorn example.asgi:application``).
+
+    ``await request.user.acloudsync()`` is ``request.user.cloudsync`` for async views: the same
+    client, the token row read by Django's async ORM, nothing blocking the event loop.
+    """
+    client = await request.user.acloudsync()
+    context: dict[str, Any] = {}
+    try:
+        # The client's blocking call in a worker thread (not the request's sync thread, which
+        # the other coroutines' database queries need meanwhile).
+        context["workspaces"] = await sync_to_async(client.workspaces, thread_sensitive=False)()
+    except errors.ReauthorizationRequired:
+        raise  # the decorator sends the user through CloudSync's consent and back here
+    except errors.CloudSyncError as exc:
+        context["error"] = friendly_message(exc)
+    return render(request, "example/async_workspaces.html", context)
