@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 import threading
+import types
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -16,7 +18,7 @@ from django.core.handlers.asgi import ASGIHandler
 from django.db import connection
 from django.test import AsyncClient
 from django.test.utils import CaptureQueriesContext
-from django.urls import reverse
+from django.urls import path, reverse
 
 from django_cloudsync import aclient_for, client_for, errors, signals
 from django_cloudsync.middleware import CloudSyncMiddleware
@@ -24,6 +26,8 @@ from django_cloudsync.models import CloudSyncToken
 from django_cloudsync.sources import StoredTokenSource
 from django_cloudsync.testing.flow import afollow_consent, asign_in
 from tests import async_views
+from tests import markdown_samples as samples_module
+from tests.async_urls import urlpatterns as async_urlpatterns
 from tests.helpers import ADA, an_hour_later, expire, query_of
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.urls("tests.async_urls")]
@@ -368,3 +372,48 @@ def test_coroutines_and_threads_together_refresh_once(fake: Any) -> None:
     assert len(from_threads) == 4
     assert len(set(from_threads) | set(from_coroutines)) == 1
     assert fake.counters["refreshes"] == 1
+
+
+# docs/async.md: every sample runs.
+
+ASYNC_PAGE = samples_module.DOCS / "async.md"
+
+
+def page_sample(index: int) -> dict[str, Any]:
+    """The names a python sample of docs/async.md defines, once run."""
+    python = [sample for sample in samples_module.samples(ASYNC_PAGE) if sample.language == "python"]
+    assert len(python) == 3
+    namespace: dict[str, Any] = {"__name__": f"docs_async_{index}"}
+    exec(compile(python[index].body, f"docs/async.md sample {index}", "exec"), namespace)  # noqa: S102
+    return namespace
+
+
+def test_docs_view_sample_lists_the_workspaces(fake: Any, settings: Any) -> None:
+    urls = types.ModuleType("docs_async_urls")
+    urls.urlpatterns = [path("docs-async/", page_sample(0)["workspaces"]), *async_urlpatterns]  # type: ignore[attr-defined]
+    sys.modules[urls.__name__] = urls
+    settings.ROOT_URLCONF = urls.__name__
+    browser = AsyncClient()
+    try:
+        assert get(browser, "/docs-async/").status_code == 302  # anonymous: sign in first
+        signed_in_async(browser)
+        body = get(browser, "/docs-async/").json()
+    finally:
+        del sys.modules[urls.__name__]
+
+    assert body["workspaces"]
+    assert fake.api_calls_by_path["/v1/workspaces"] == 1
+
+
+def test_docs_aclient_for_sample_reads_the_scopes(fake: Any, django_user_model: Any) -> None:
+    scopes_of = page_sample(1)["scopes_of"]
+    signed_in_async(AsyncClient())
+
+    assert run(scopes_of(django_user_model.objects.get())) == ["workspaces:read", "offline_access"]
+    assert run(scopes_of(None)) == []
+
+
+def test_docs_testing_sample_passes(cloudsync_settings: Any) -> None:
+    page_sample(2)["test_async_sign_in"](cloudsync_settings, None)
+
+    assert CloudSyncToken.objects.count() == 1
