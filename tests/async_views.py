@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from asgiref.sync import sync_to_async
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
 from django_cloudsync import aclient_for
@@ -43,11 +42,11 @@ async def auser(request: Any) -> HttpResponse:
 
 
 async def workspaces(request: Any) -> HttpResponse:
-    """Calls CloudSync with the sync client in a thread (a dead grant escapes to the middleware)."""
+    """Calls CloudSync with the client's async twin (a dead grant escapes to the middleware)."""
     client = await request.user.acloudsync()
     if client is None:
         return JsonResponse({"connected": False})
-    return JsonResponse({"connected": True, "workspaces": await sync_to_async(client.workspaces)()})
+    return JsonResponse({"connected": True, "workspaces": await client.aworkspaces()})
 
 
 @cloudsync_required
@@ -65,4 +64,4 @@ async def needs_write(request: Any) -> HttpResponse:
 @cloudsync_required
 async def decorated_workspaces(request: Any) -> HttpResponse:
     client = await request.user.acloudsync()
-    return JsonResponse({"workspaces": await sync_to_async(client.workspaces)()})
+    return JsonResponse({"workspaces": await client.aworkspaces()})

@@ -417,3 +417,34 @@ def test_docs_testing_sample_passes(cloudsync_settings: Any) -> None:
     page_sample(2)["test_async_sign_in"](cloudsync_settings, None)
 
     assert CloudSyncToken.objects.count() == 1
+
+
+# The async client on stored tokens, over real HTTP: one token request, every call answered.
+
+
+@pytest.mark.parametrize("noticed", ["on expiry", "on a 401"])
+def test_many_coroutines_calling_the_api_with_one_expired_token_refresh_once(
+    fake: Any, django_user_model: Any, noticed: str
+) -> None:
+    token = signed_in_async(AsyncClient())
+    if noticed == "on expiry":
+        an_hour_later(token, fake)
+    else:
+        fake.expire_access_tokens()  # the row still believes it: CloudSync's 401 tells
+    user = django_user_model.objects.get()
+
+    async def call() -> str:
+        client = await aclient_for(user)
+        assert client is not None
+        me: dict[str, Any] = await client.ame()
+        return str(me["id"])
+
+    async def all_at_once() -> list[Any]:
+        return await asyncio.gather(*(call() for _ in range(30)), return_exceptions=True)
+
+    results = run(all_at_once())
+
+    assert results == [ADA] * 30
+    assert fake.counters["refresh_attempts"] == 1
+    assert fake.counters["invalid_grants"] == 0
+    assert CloudSyncToken.objects.get().version == token.version + 1

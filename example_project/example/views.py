@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from asgiref.sync import sync_to_async
 from django.contrib import messages
 from django.http import FileResponse, HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import redirect, render
@@ -93,14 +92,13 @@ async def async_workspaces(request: Any) -> HttpResponse:
     """The workspace list as an ``async def`` view (serve it with ``uvicorn example.asgi:application``).
 
     ``await request.user.acloudsync()`` is ``request.user.cloudsync`` for async views: the same
-    client, the token row read by Django's async ORM, nothing blocking the event loop.
+    client, the token row read by Django's async ORM; ``aworkspaces()`` is the async twin of
+    ``workspaces()``. Nothing blocks the event loop, and no thread waits for CloudSync.
     """
     client = await request.user.acloudsync()
     context: dict[str, Any] = {}
     try:
-        # The client's blocking call in a worker thread (not the request's sync thread, which
-        # the other coroutines' database queries need meanwhile).
-        context["workspaces"] = await sync_to_async(client.workspaces, thread_sensitive=False)()
+        context["workspaces"] = await client.aworkspaces()
     except errors.ReauthorizationRequired:
         raise  # the decorator sends the user through CloudSync's consent and back here
     except errors.CloudSyncError as exc:
