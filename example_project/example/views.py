@@ -13,6 +13,7 @@ from django.views.decorators.http import require_http_methods
 
 from django_cloudsync import errors
 from django_cloudsync.decorators import cloudsync_required
+from django_cloudsync.sources import latest_token
 
 # What to tell a person for each error a CloudSync call can raise. ReauthorizationRequired is
 # not here: CloudSyncMiddleware turns it into a trip through CloudSync's consent page.
@@ -41,7 +42,7 @@ def home(request: HttpRequest) -> HttpResponse:
             raise
         except errors.CloudSyncError as exc:
             context["error"] = friendly_message(exc)
-        context["token"] = request.user.cloudsync_tokens.order_by("-updated_at").first()
+        context["token"] = latest_token(request.user)
     return render(request, "example/home.html", context)
 
 

@@ -67,4 +67,11 @@ def latest_token(user: Any) -> CloudSyncToken | None:
         return None
     # Most recently updated: the account signed in, connected or refreshed last. The creation
     # time breaks a tie of equal timestamps, so the choice never depends on the database's mood.
-    return CloudSyncToken.objects.filter(user=user).order_by("-updated_at", "-created_at").first()
+    # The owner is whoever owns the SocialAccount now (an admin may have moved it): joined, and
+    # the user fetched along, so `token.user` costs no query of its own.
+    return (
+        CloudSyncToken.objects.filter(social_account__user=user)
+        .select_related("social_account__user")
+        .order_by("-updated_at", "-created_at")
+        .first()
+    )

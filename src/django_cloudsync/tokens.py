@@ -111,12 +111,11 @@ def store_from_sociallogin(sociallogin: SocialLogin) -> CloudSyncToken | None:
     def write() -> CloudSyncToken | None:
         row = CloudSyncToken.objects.filter(social_account=account).first()
         if row is None:
-            row = CloudSyncToken(social_account=account, account_id=account.uid, user_id=account.user_id)
+            row = CloudSyncToken(social_account=account, account_id=account.uid)
             row.set_tokens(response, now=issued_at)
             row.save(force_insert=True)
             return row
         seen = row.version
-        row.user_id = account.user_id
         row.set_tokens(response, now=issued_at)
         return row if _replace_if_unchanged(row, seen) else None
 
@@ -136,7 +135,6 @@ def _replace_if_unchanged(row: CloudSyncToken, seen_version: int) -> bool:
     """Write ``row``'s tokens if its stored ``version`` is still ``seen_version`` (one UPDATE)."""
     return (
         CloudSyncToken.objects.filter(pk=row.pk, version=seen_version).update(
-            user_id=row.user_id,
             access_token_ciphertext=row.access_token_ciphertext,
             refresh_token_ciphertext=row.refresh_token_ciphertext,
             scope=row.scope,
