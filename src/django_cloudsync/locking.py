@@ -210,9 +210,10 @@ def with_lock_retries(
     """
     patience = Patience(timeout)
     connection = connections[db]
+    retrying = False
     while True:
         try:
-            with _lock_waits_at_most(connection, patience.remaining(), atomic=atomic):
+            with _lock_waits_at_most(connection, patience.remaining(), bounded=atomic and retrying):
                 if not atomic:
                     return work()
                 with transaction.atomic(using=db):
@@ -224,6 +225,7 @@ def with_lock_retries(
             if connection.in_atomic_block or patience.remaining() <= 0:
                 raise errors.LockTimeout() from exc
             patience.pause()
+            retrying = True
 
 
 def is_lock_error(connection: BaseDatabaseWrapper, exc: OperationalError) -> bool:
@@ -239,14 +241,15 @@ def is_lock_error(connection: BaseDatabaseWrapper, exc: OperationalError) -> boo
 
 
 @contextmanager
-def _lock_waits_at_most(connection: BaseDatabaseWrapper, seconds: float, *, atomic: bool) -> Iterator[None]:
-    """On SQLite, lower the connection's busy timeout to ``seconds`` while the block runs (if that
-    is lower), so that SQLite itself never waits past what is left of the bound.
+def _lock_waits_at_most(connection: BaseDatabaseWrapper, seconds: float, *, bounded: bool) -> Iterator[None]:
+    """On SQLite, if ``bounded``, lower the connection's busy timeout to ``seconds`` while the
+    block runs (if that is lower), so that a retry never waits past what is left of the bound.
 
-    Not inside a caller's transaction, nor when ``atomic`` is off there: the caller's statements
-    keep the site's own timeout.
+    A first attempt waits as long as the site's own busy timeout (``OPTIONS["timeout"]``, 5 s by
+    default) and costs no extra query; so does work that is part of the caller's transaction (a
+    sign-in storing its tokens among the view's other writes), as the rest of that work does.
     """
-    if connection.vendor != "sqlite" or (connection.in_atomic_block and not atomic):
+    if connection.vendor != "sqlite" or not bounded:
         yield
         return
     options = connection.settings_dict.get("OPTIONS", {})
