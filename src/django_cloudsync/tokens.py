@@ -221,7 +221,6 @@ def refresh_once(
         raise
 
 
-@sensitive_variables("refresh_token", "response")
 def _claim_and_refresh(
     db: str,
     token: CloudSyncToken,
@@ -251,19 +250,31 @@ def _claim_and_refresh(
         if lease is not None:
             break
         # Another worker claimed it or wrote the row between our read and our claim: read again.
-    seen = row.version
     try:
-        refresh_token = row.refresh_token()
-        assert refresh_token is not None  # the ciphertext is not empty
+        row_now, outcome = _refresh_claimed(db, rows, row)
+    except BaseException:
+        # Faults lose nothing: the row keeps its tokens, and the next worker may try at once.
+        locking.release_lease(db, rows, lease)
+        raise
+    if outcome is RefreshOutcome.UNCHANGED:  # a sign-in wrote meanwhile; the lease is still ours
+        locking.release_lease(db, rows, lease)
+    return row_now, outcome
+
+
+@sensitive_variables("refresh_token", "response")
+def _refresh_claimed(
+    db: str, rows: QuerySet[CloudSyncToken], row: CloudSyncToken
+) -> tuple[CloudSyncToken | None, RefreshOutcome]:
+    """Ask CloudSync for new tokens for ``row``, whose refresh this worker has claimed."""
+    seen = row.version
+    refresh_token = row.refresh_token()
+    assert refresh_token is not None  # the claim was for a row with a refresh token
+    try:
         response = oauth.refresh(refresh_token=refresh_token, **client_credentials())
     except errors.InvalidGrant:
         # We held the lease on this version, so no other worker has refreshed with this refresh
         # token: CloudSync really refused it (revoked, expired, or reused).
         return _forget_unless_changed(db, rows, seen)
-    except BaseException:
-        # Faults lose nothing: the row keeps its tokens, and the next worker may try at once.
-        locking.release_lease(db, rows, lease)
-        raise
     row.set_tokens(response)
     row.refreshed_at = row.updated_at = timezone.now()
     row.refresh_lease_until = None
