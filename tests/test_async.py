@@ -55,6 +55,15 @@ def get(browser: AsyncClient, path: str, **extra: Any) -> Any:
     return run(browser.get(path, **extra))
 
 
+def with_a_dead_grant(fake: Any) -> AsyncClient:
+    """A browser signed in whose access token has expired and whose grant CloudSync revoked."""
+    browser = AsyncClient()
+    token = signed_in_async(browser)
+    fake.revoke_tokens()
+    an_hour_later(token, fake)
+    return browser
+
+
 def queries_during(work: Callable[[], Any]) -> int:
     # Under async_to_sync from this thread, the async ORM's queries run on this thread's connection.
     with CaptureQueriesContext(connection) as captured:
@@ -151,10 +160,7 @@ def test_aclient_for_gives_client_fors_answer_in_one_query(fake: Any, django_use
 
 
 def test_a_dead_grant_in_an_async_view_goes_through_consent_and_back(fake: Any) -> None:
-    browser = AsyncClient()
-    token = signed_in_async(browser)
-    fake.revoke_tokens()
-    an_hour_later(token, fake)
+    browser = with_a_dead_grant(fake)
 
     response = get(browser, "/async/workspaces/?page=2")
 
@@ -169,10 +175,7 @@ def test_a_dead_grant_in_an_async_view_goes_through_consent_and_back(fake: Any) 
 
 
 def test_a_dead_grant_in_an_async_view_is_json_for_an_api_client(fake: Any) -> None:
-    browser = AsyncClient()
-    token = signed_in_async(browser)
-    fake.revoke_tokens()
-    an_hour_later(token, fake)
+    browser = with_a_dead_grant(fake)
 
     response = get(browser, "/async/workspaces/", headers={"Accept": "application/json"})
 
@@ -232,10 +235,7 @@ def test_decorated_async_view_answers_json_to_an_api_client(django_user_model: A
 
 def test_decorated_async_view_turns_a_dead_grant_into_consent(fake: Any, settings: Any) -> None:
     settings.MIDDLEWARE = [path for path in settings.MIDDLEWARE if "CloudSyncMiddleware" not in path]
-    browser = AsyncClient()
-    token = signed_in_async(browser)
-    fake.revoke_tokens()
-    an_hour_later(token, fake)
+    browser = with_a_dead_grant(fake)
 
     response = get(browser, "/async/decorated-workspaces/")
 

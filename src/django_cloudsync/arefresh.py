@@ -9,9 +9,9 @@ it and the others wait for it, without a thread each:
   another coroutine, thread, process or host refreshed meanwhile, it uses those tokens.
 * Otherwise it runs the sync refresh, the very function sync views use, in a worker thread:
   Django has no async transactions, and the sync refresh is where the process-local lock, the
-  database row lock, the transaction of its own and the signals live. So threads, processes and
-  hosts are kept in line exactly as on the sync path, and the locked section runs in one thread
-  once per refresh, not once per waiter.
+  lease claimed on the row, its bounded waits and the signals live. So threads, processes and
+  hosts are kept in line exactly as on the sync path, and the refresh runs in one thread once
+  per refresh, not once per waiter.
 
 The outcomes are the sync path's: a fault (timeout, 5xx, garbage) raises and keeps the stored
 tokens; ``invalid_grant`` forgets them, sends ``reauthorization_required`` once and raises
