@@ -95,7 +95,7 @@ def test_of_several_accounts_the_most_recently_updated_one_is_used(client: Clien
     fake.add_user("usr_bob", "bob@example.com", "Bob Builder")
     signed_in(client, process="connect", user_id="usr_bob")
     user = User.objects.get()
-    assert CloudSyncToken.objects.filter(user=user).count() == 2
+    assert CloudSyncToken.objects.filter(social_account__user=user).count() == 2
 
     assert client_for(user).me()["id"] == "usr_bob"  # connected last
 

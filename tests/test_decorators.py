@@ -48,7 +48,6 @@ def connected_with(scopes: list[str]) -> Any:
     """A stand-in for a view's ``request.user``: signed in, with a stored grant of ``scopes``."""
     user = User.objects.create_user("grace")
     CloudSyncToken.objects.create(
-        user=user,
         social_account=user.socialaccount_set.create(provider="cloudsync", uid="usr_grace"),
         account_id="usr_grace",
         scope=" ".join(scopes),

@@ -50,7 +50,7 @@ def make_rows(count: int, *, prefix: str = "usr_bulk") -> dict[uuid.UUID, tuple[
     )
     rows, plaintexts = [], {}
     for n, account in enumerate(accounts):
-        row = CloudSyncToken(user_id=account.user_id, social_account=account, account_id=account.uid)
+        row = CloudSyncToken(social_account=account, account_id=account.uid)
         access, refresh = f"at_test_{prefix}_{n}_access", f"rt_test_{prefix}_{n}_refresh"
         row.set_tokens(TokenResponse(access, refresh, expires_in=3600, scope="workspaces:read"))
         rows.append(row)
