@@ -31,6 +31,6 @@ lint: $(BIN)/.installed
 bench: $(BIN)/.installed
 	$(BIN)/python -m benchmarks
 
-## make soak: the soak test, short form (python -m soak --help for the long one).
+## make soak: the soak test, short form (python -m benchmarks.soak --help for the long one).
 soak: $(BIN)/.installed
-	$(BIN)/python -m soak --quick
+	$(BIN)/python -m benchmarks.soak --quick

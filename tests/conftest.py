@@ -5,7 +5,7 @@ from typing import Any
 
 import pytest
 
-from tests import routers
+from testsupport import routers
 
 
 @pytest.fixture

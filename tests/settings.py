@@ -88,7 +88,7 @@ if _postgres_url:
         "TEST": {"NAME": f"test_cloudsync_{os.getpid()}"},
     }
 
-DATABASE_ROUTERS = ["tests.routers.SelectableDatabaseRouter"]
+DATABASE_ROUTERS = ["testsupport.routers.SelectableDatabaseRouter"]
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
