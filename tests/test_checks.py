@@ -50,7 +50,8 @@ def provider(settings: Any) -> dict[str, Any]:
     providers = copy.deepcopy(settings.SOCIALACCOUNT_PROVIDERS)
     providers["cloudsync"]["APPS"] = [{"client_id": "site-client", "secret": CLIENT_SECRET}]
     settings.SOCIALACCOUNT_PROVIDERS = providers
-    return providers["cloudsync"]
+    provider: dict[str, Any] = providers["cloudsync"]
+    return provider
 
 
 @contextmanager

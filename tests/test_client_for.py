@@ -24,7 +24,7 @@ User = get_user_model()
 
 def signed_in(client: Client, **kwargs: Any) -> CloudSyncToken:
     assert sign_in(client, **kwargs).status_code == 302
-    return CloudSyncToken.objects.order_by("-updated_at").first()
+    return CloudSyncToken.objects.latest("updated_at")
 
 
 def test_none_for_no_user_or_an_anonymous_one(django_assert_num_queries: Any) -> None:
@@ -106,12 +106,16 @@ def test_of_several_accounts_the_most_recently_updated_one_is_used(client: Clien
     user = User.objects.get()
     assert CloudSyncToken.objects.filter(user=user).count() == 2
 
-    assert client_for(user).me()["id"] == "usr_bob"  # connected last
+    bob = client_for(user)
+    assert bob is not None
+    assert bob.me()["id"] == "usr_bob"  # connected last
 
     CloudSyncToken.objects.filter(pk=ada.pk).update(expires_at=timezone.now() - timedelta(seconds=1))
     tokens.refresh_if_expired(CloudSyncToken.objects.get(pk=ada.pk))  # saving the row updates it
 
-    assert client_for(user).me()["id"] == "usr_ada"
+    refreshed_last = client_for(user)
+    assert refreshed_last is not None
+    assert refreshed_last.me()["id"] == "usr_ada"
 
 
 def test_another_users_account_is_never_used(client: Client, fake: Any, django_user_model: Any) -> None:

@@ -1289,7 +1289,7 @@ class AppValue(enum.Enum):
 #: The app's secrets: none may show in an answer or a log.
 APP_SECRETS = (AppValue.CODE, AppValue.CODE_VERIFIER, AppValue.ACCESS_TOKEN)
 
-NEAR_CHANGES = {
+NEAR_CHANGES: dict[str, Callable[[str], str]] = {
     "suffix": lambda real: real + "x",
     "truncated": lambda real: real[:-1],
     "upper": str.upper,

@@ -49,6 +49,7 @@ def test_a_short_lived_token_just_received_is_not_refreshed(client: Any, fake: A
     token = signed_in_token(client)
 
     assert not token.is_expiring()  # the leeway is capped at half the lifetime: 2 s
+    assert token.expires_at is not None
     assert token.is_expiring(now=token.expires_at - timedelta(seconds=1.5))
 
 
@@ -98,7 +99,7 @@ def test_a_refresh_without_refresh_token_or_scope_keeps_the_old_ones(client: Any
     ],
 )
 def test_a_failed_refresh_keeps_the_stored_tokens(
-    client: Any, fake: Any, settings: Any, fault: str, error: type[Exception]
+    client: Any, fake: Any, settings: Any, fault: str, error: type[errors.CloudSyncError]
 ) -> None:
     settings.CLOUDSYNC_TIMEOUT = 0.3
     fake.timeout_delay = 0.6
@@ -205,7 +206,7 @@ def run_workers(
 ) -> Any:
     from django.conf import settings
 
-    config = {
+    config: dict[str, Any] = {
         "database": {**connections[alias].settings_dict},
         "providers": settings.SOCIALACCOUNT_PROVIDERS,
         "token_id": str(token.pk),

@@ -98,7 +98,7 @@ def test_rotation_moves_every_token_to_the_new_key_so_the_old_key_can_go(
 ) -> None:
     settings.CLOUDSYNC_ENCRYPTION_KEYS = [OLD_KEY]
     signed_in = signed_in_token(client)
-    plaintexts = make_rows(25)
+    plaintexts: dict[uuid.UUID, tuple[str, str | None]] = {**make_rows(25)}
     plaintexts[signed_in.pk] = (signed_in.access_token(), signed_in.refresh_token())
     before = {row.pk: (row.version, row.updated_at) for row in CloudSyncToken.objects.all()}
 
