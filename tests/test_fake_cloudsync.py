@@ -941,20 +941,20 @@ def test_a_server_serves_the_fake_it_was_given_and_says_nothing(capfd: pytest.Ca
 
 
 def test_the_fake_runs_as_its_own_process() -> None:
-    process = subprocess.Popen(
+    with subprocess.Popen(  # the with closes its stdout pipe (a ResourceWarning otherwise)
         [sys.executable, "-m", "django_cloudsync.testing", "--port", "0", "--token-lifetime", "7"],
         stdout=subprocess.PIPE,
         text=True,
-    )
-    try:
-        assert process.stdout is not None
-        line = process.stdout.readline()
-        assert line.startswith("Fake CloudSync listening on http://127.0.0.1:")
-        base = line.split()[4]
-        assert requests.get(base + "/_fake/config", timeout=2).json()["token_lifetime"] == 7
-    finally:
-        process.terminate()
-        assert process.wait(timeout=5) == 0
+    ) as process:
+        try:
+            assert process.stdout is not None
+            line = process.stdout.readline()
+            assert line.startswith("Fake CloudSync listening on http://127.0.0.1:")
+            base = line.split()[4]
+            assert requests.get(base + "/_fake/config", timeout=2).json()["token_lifetime"] == 7
+        finally:
+            process.terminate()
+            assert process.wait(timeout=5) == 0
 
 
 def test_the_standalone_fake_refuses_a_public_host() -> None:
