@@ -19,6 +19,8 @@ import tempfile
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import django
+
 from testsupport.baseline import PROVIDER_ID as BASELINE_PROVIDER_ID
 from testsupport.baseline import provider_settings as baseline_provider_settings
 
@@ -103,7 +105,11 @@ if _postgres_url and _postgres_db:
 DATABASE_ROUTERS = ["testsupport.routers.SelectableDatabaseRouter"]
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+# Django 6.1 replaces EMAIL_BACKEND with MAILERS and warns (an error in the tests) on the old one.
+if django.VERSION >= (6, 1):
+    MAILERS = {"default": {"BACKEND": "django.core.mail.backends.locmem.EmailBackend"}}
+else:
+    EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
 ACCOUNT_EMAIL_VERIFICATION = "none"
 
 SOCIALACCOUNT_PROVIDERS = {

@@ -11,6 +11,8 @@ import tempfile
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import django
+
 BASE_DIR = Path(__file__).resolve().parent
 
 SECRET_KEY = "tests-only-not-secret"
@@ -91,7 +93,11 @@ if _postgres_url:
 DATABASE_ROUTERS = ["testsupport.routers.SelectableDatabaseRouter"]
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+# Django 6.1 replaces EMAIL_BACKEND with MAILERS and warns (an error in the tests) on the old one.
+if django.VERSION >= (6, 1):
+    MAILERS = {"default": {"BACKEND": "django.core.mail.backends.locmem.EmailBackend"}}
+else:
+    EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
 
 ACCOUNT_EMAIL_VERIFICATION = "none"
 
