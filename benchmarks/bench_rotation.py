@@ -128,7 +128,7 @@ def create_rows(alias: str, count: int) -> None:
             )
             rows = []
             for account in accounts:
-                row = CloudSyncToken(user_id=account.user_id, social_account=account, account_id=account.uid)
+                row = CloudSyncToken(social_account=account, account_id=account.uid)
                 row.set_tokens(
                     access_token=f"at_test_rotation_{account.uid}_access_token_of_realistic_length",
                     refresh_token=f"rt_test_rotation_{account.uid}_refresh_token_of_realistic_length",

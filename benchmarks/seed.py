@@ -12,8 +12,7 @@ from django.utils import timezone
 
 from django_cloudsync.models import CloudSyncToken
 from django_cloudsync.testing import FakeCloudSync
-
-from .baseline import PROVIDER_ID as BASELINE_PROVIDER_ID
+from testsupport.baseline import PROVIDER_ID as BASELINE_PROVIDER_ID
 
 APP_PROVIDER_ID = "cloudsync"
 
@@ -51,7 +50,7 @@ def store_app_tokens(
     issued = fake.issue_tokens(user_id=account_id)
     row = CloudSyncToken.objects.using(alias).filter(social_account=account).first()
     if row is None:
-        row = CloudSyncToken(user=user, social_account=account, account_id=account_id)
+        row = CloudSyncToken(social_account=account, account_id=account_id)
     row.set_tokens(
         access_token=issued["access_token"],
         refresh_token=issued["refresh_token"],

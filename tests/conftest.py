@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 from hypothesis import settings as hypothesis_settings
 
-from tests import routers
 from tests.helpers import RESPONSE_LIMIT
+from testsupport import routers
 
 # The property tests (tests/hostile/) take their example counts from these profiles: about a hundred
 # examples each while working, a thousand in CI (HYPOTHESIS_PROFILE=ci). Loaded here, before any
@@ -43,3 +43,11 @@ def on_postgres(request: pytest.FixtureRequest, settings: Any) -> Iterator[str]:
         )
     with routers.database("postgres") as alias:
         yield alias
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database(request: pytest.FixtureRequest) -> str:
+    """The alias the test runs on; the PostgreSQL case skips without CLOUDSYNC_TEST_POSTGRES_URL."""
+    if request.param == "postgresql":
+        return str(request.getfixturevalue("on_postgres"))
+    return "default"

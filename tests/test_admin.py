@@ -310,7 +310,7 @@ CIPHERTEXT_LOOKUPS = [
     "refresh_token_ciphertext__contains",
     "access_token_ciphertext",
     "social_account__cloudsync_token__access_token_ciphertext__startswith",
-    "user__cloudsync_tokens__refresh_token_ciphertext__startswith",
+    "social_account__user__socialaccount__cloudsync_token__refresh_token_ciphertext__startswith",
 ]
 
 
@@ -361,7 +361,7 @@ def test_the_shown_fields_can_still_be_filtered_on(admin_client: Client, token: 
         {"environment__exact": "test"},
         {"account_id": token.account_id},
         {"scope__contains": "workspaces"},
-        {"user__id__exact": str(token.user_id)},
+        {"social_account__user__id__exact": str(token.user_id)},
     ):
         response = admin_client.get(reverse(CHANGELIST), params)
 
@@ -372,7 +372,7 @@ def test_the_shown_fields_can_still_be_filtered_on(admin_client: Client, token: 
 @pytest.mark.parametrize(
     ("admin_url", "lookup"),
     [
-        ("admin:auth_user_changelist", "cloudsync_tokens__access_token_ciphertext__startswith"),
+        ("admin:auth_user_changelist", "socialaccount__cloudsync_token__access_token_ciphertext__startswith"),
         (
             "admin:socialaccount_socialaccount_changelist",
             "cloudsync_token__access_token_ciphertext__startswith",

@@ -457,7 +457,7 @@ def test_put_and_delete_are_retried(
     fake: FakeCloudSync, client: CloudSync, sleeps: Sleeps, method: str
 ) -> None:
     fake.fail_next("api", "server_error", times=2)
-    args = () if method == "delete" else ({},)
+    args: tuple[dict[str, Any], ...] = () if method == "delete" else ({},)
     with pytest.raises(errors.APIError) as caught:  # the fake then answers 405 to PUT/DELETE
         getattr(client, method)(dialect.WORKSPACES_PATH, *args)
     assert caught.value.status == 405

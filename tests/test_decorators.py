@@ -17,6 +17,7 @@ from django_cloudsync.decorators import cloudsync_required
 from django_cloudsync.models import CloudSyncToken
 from django_cloudsync.testing.flow import follow_consent
 from tests.helpers import query_of, signed_in
+from tests.views import ConnectedRequest
 
 pytestmark = pytest.mark.django_db
 
@@ -34,10 +35,10 @@ def middleware(request: pytest.FixtureRequest, settings: Any) -> str:
 
 
 def assert_consent_redirect(response: Any, *, next_url: str, scope: str | None) -> None:
-    """A redirect to allauth's CloudSync login URL that connects, asks for ``scope``, and comes back."""
+    """A redirect to the site's consent page, which connects, asks for ``scope``, and comes back."""
     assert response.status_code == 302
     location = response["Location"]
-    assert urlsplit(location).path == reverse("cloudsync_login")
+    assert urlsplit(location).path == reverse("cloudsync_consent")
     query = query_of(location)
     assert query["process"] == "connect"
     assert query["next"] == next_url
@@ -48,7 +49,6 @@ def connected_with(scopes: list[str]) -> Any:
     """A stand-in for a view's ``request.user``: signed in, with a stored grant of ``scopes``."""
     user = User.objects.create_user("grace")
     CloudSyncToken.objects.create(
-        user=user,
         social_account=user.socialaccount_set.create(provider="cloudsync", uid="usr_grace"),
         account_id="usr_grace",
         scope=" ".join(scopes),
@@ -60,7 +60,8 @@ def connected_with(scopes: list[str]) -> Any:
 def call(view: Any, rf: Any, user: Any, path: str = "/somewhere/?x=1") -> HttpResponse:
     request = rf.get(path)
     request.user = user
-    return view(request)
+    response: HttpResponse = view(request)
+    return response
 
 
 def ok(request: HttpRequest) -> HttpResponse:
@@ -197,7 +198,7 @@ def test_decorated_view_gets_request_user_cloudsync_without_the_middleware(rf: A
     seen: dict[str, Any] = {}
 
     @cloudsync_required
-    def view(request: HttpRequest) -> HttpResponse:
+    def view(request: ConnectedRequest) -> HttpResponse:
         seen["scopes"] = request.user.cloudsync.scopes
         return HttpResponse()
 

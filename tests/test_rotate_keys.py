@@ -50,7 +50,7 @@ def make_rows(count: int, *, prefix: str = "usr_bulk") -> dict[uuid.UUID, tuple[
     )
     rows, plaintexts = [], {}
     for n, account in enumerate(accounts):
-        row = CloudSyncToken(user_id=account.user_id, social_account=account, account_id=account.uid)
+        row = CloudSyncToken(social_account=account, account_id=account.uid)
         access, refresh = f"at_test_{prefix}_{n}_access", f"rt_test_{prefix}_{n}_refresh"
         row.set_tokens(TokenResponse(access, refresh, expires_in=3600, scope="workspaces:read"))
         rows.append(row)
@@ -98,7 +98,7 @@ def test_rotation_moves_every_token_to_the_new_key_so_the_old_key_can_go(
 ) -> None:
     settings.CLOUDSYNC_ENCRYPTION_KEYS = [OLD_KEY]
     ada = signed_in(client)
-    plaintexts = make_rows(25)
+    plaintexts: dict[uuid.UUID, tuple[str, str | None]] = {**make_rows(25)}
     plaintexts[ada.pk] = (ada.access_token(), ada.refresh_token())
     before = {row.pk: (row.version, row.updated_at) for row in CloudSyncToken.objects.all()}
 

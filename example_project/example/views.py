@@ -13,6 +13,7 @@ from django.views.decorators.http import require_http_methods
 
 from django_cloudsync import errors
 from django_cloudsync.decorators import cloudsync_required
+from django_cloudsync.sources import latest_token
 
 # What to tell a person for each error a CloudSync call can raise. ReauthorizationRequired is
 # not here: CloudSyncMiddleware turns it into a trip through CloudSync's consent page.
@@ -41,7 +42,7 @@ def home(request: HttpRequest) -> HttpResponse:
             raise
         except errors.CloudSyncError as exc:
             context["error"] = friendly_message(exc)
-        context["token"] = request.user.cloudsync_tokens.order_by("-updated_at").first()
+        context["token"] = latest_token(request.user)
     return render(request, "example/home.html", context)
 
 
@@ -84,3 +85,22 @@ def new_workspace(request: HttpRequest) -> HttpResponse:
 def spa(request: HttpRequest) -> FileResponse:
     """The single-page app: a static file, no template (``static/example/spa.html``)."""
     return FileResponse((Path(__file__).parent / "static" / "example" / "spa.html").open("rb"))
+
+
+@cloudsync_required
+async def async_workspaces(request: Any) -> HttpResponse:
+    """The workspace list as an ``async def`` view (serve it with ``uvicorn example.asgi:application``).
+
+    ``await request.user.acloudsync()`` is ``request.user.cloudsync`` for async views: the same
+    client, the token row read by Django's async ORM; ``aworkspaces()`` is the async twin of
+    ``workspaces()``. Nothing blocks the event loop, and no thread waits for CloudSync.
+    """
+    client = await request.user.acloudsync()
+    context: dict[str, Any] = {}
+    try:
+        context["workspaces"] = await client.aworkspaces()
+    except errors.ReauthorizationRequired:
+        raise  # the decorator sends the user through CloudSync's consent and back here
+    except errors.CloudSyncError as exc:
+        context["error"] = friendly_message(exc)
+    return render(request, "example/async_workspaces.html", context)

@@ -23,10 +23,12 @@ from django.utils.translation import ngettext
 from . import errors, tokens
 from .models import CloudSyncToken
 
-# What the admin shows; the ciphertexts are deliberately absent from every list.
+# What the admin shows; the ciphertexts are deliberately absent from every list. The owner is
+# the SocialAccount's user (the model's `user`), shown and filtered on through that relation.
 _SHOWN_FIELDS = (
     "user",
     "account_id",
+    "client_id",
     "environment",
     "scope",
     "expires_at",
@@ -34,6 +36,15 @@ _SHOWN_FIELDS = (
     "refreshed_at",
     "created_at",
     "updated_at",
+)
+
+
+# The model fields among them (the owner is not one): only these can be filtered on, and the owner
+# by these lookups alone, which end at the user's primary key.
+_FILTERABLE_FIELDS = tuple(name for name in _SHOWN_FIELDS if name != "user")
+_OWNER_LOOKUPS = frozenset(
+    f"social_account__{path}"
+    for path in ("user", "user__exact", "user__id", "user__id__exact", "user__in", "user__id__in")
 )
 
 
@@ -47,7 +58,7 @@ else:  # ModelAdmin is generic only in django-stubs
 class CloudSyncTokenAdmin(TokenModelAdmin):
     list_display = ("account_id", "user", "environment", "scope", "expires_at", "refreshed_at")
     list_filter = ("environment",)
-    list_select_related = ("user",)
+    list_select_related = ("social_account__user",)
     fields = _SHOWN_FIELDS
     readonly_fields = _SHOWN_FIELDS
     actions = ["refresh_now", "forget_tokens"]
@@ -56,7 +67,9 @@ class CloudSyncTokenAdmin(TokenModelAdmin):
         # Django lets a query string filter on any local field by default: on a ciphertext,
         # `?access_token_ciphertext__regex=^v1...` recovers it one character at a time from the
         # row count, even for staff who may only view. Only the fields shown can be filtered on.
-        if lookup.split(LOOKUP_SEP, 1)[0] not in _SHOWN_FIELDS:
+        if lookup in _OWNER_LOOKUPS:
+            return True
+        if lookup.split(LOOKUP_SEP, 1)[0] not in _FILTERABLE_FIELDS:
             return False
         if django.VERSION >= (5, 0):  # Django 5.0 gave lookup_allowed() its request argument.
             return super().lookup_allowed(lookup, value, request)  # type: ignore[arg-type]
@@ -64,7 +77,11 @@ class CloudSyncTokenAdmin(TokenModelAdmin):
 
     def get_search_fields(self, request: HttpRequest) -> tuple[str, ...]:
         # The user model may be custom: search by whatever identifies its users.
-        return ("account_id", f"user__{get_user_model().USERNAME_FIELD}")
+        return ("account_id", f"social_account__user__{get_user_model().USERNAME_FIELD}")
+
+    @admin.display(description=_("user"), ordering="social_account__user")
+    def user(self, token: CloudSyncToken) -> Any:
+        return token.user
 
     # Read-only: no add, no change, no delete view. Rows leave only through "Forget tokens".
 
@@ -91,7 +108,7 @@ class CloudSyncTokenAdmin(TokenModelAdmin):
 
     @admin.action(description=_("Refresh now"), permissions=["refresh"])
     def refresh_now(self, request: HttpRequest, queryset: QuerySet[CloudSyncToken]) -> None:
-        for token in queryset.select_related("user"):
+        for token in queryset.select_related("social_account__user"):
             self._refresh_one(request, token)
 
     def _refresh_one(self, request: HttpRequest, token: CloudSyncToken) -> None:
@@ -163,7 +180,7 @@ class CloudSyncTokenAdmin(TokenModelAdmin):
 
     @admin.action(description=_("Forget tokens (the user must authorize again)"), permissions=["forget"])
     def forget_tokens(self, request: HttpRequest, queryset: QuerySet[CloudSyncToken]) -> None:
-        forgotten = list(queryset.select_related("user"))
+        forgotten = list(queryset.select_related("social_account__user"))
         # Logged before the rows go; a log entry keeps the row's str() (account and environment).
         if hasattr(self, "log_deletions"):  # Django 5.1+
             self.log_deletions(request, queryset)

@@ -34,6 +34,9 @@ DEFAULT_MAX_RESPONSE_BYTES = 1024 * 1024
 DEFAULT_MAX_RETRY_AFTER = 30.0
 #: Seconds one API call or token request may take in all (see the module's docstring).
 DEFAULT_DEADLINE = 60.0
+#: Seconds a refresh's lease outlasts the longest its token request may take: a claimer that is
+#: still alive always finishes (or gives up) before another worker may take its lease.
+REFRESH_LEASE_MARGIN = 5.0
 
 
 def provider_settings() -> dict[str, Any]:
@@ -145,6 +148,31 @@ def max_retry_after() -> float:
 def refresh_leeway() -> float:
     """``CLOUDSYNC_REFRESH_LEEWAY``: refresh this many seconds before expiry (capped per token)."""
     return float(getattr(settings, "CLOUDSYNC_REFRESH_LEEWAY", DEFAULT_REFRESH_LEEWAY))
+
+
+def token_request_bound() -> float:
+    """The longest one token request may take, in seconds: what a refresh's lease must outlast."""
+    connect, read = timeout()
+    return connect + read
+
+
+def refresh_lease() -> float:
+    """Seconds a worker's claim on a refresh lasts: past it, the claimer is presumed dead."""
+    return token_request_bound() + REFRESH_LEASE_MARGIN
+
+
+def lock_timeout() -> float:
+    """``CLOUDSYNC_LOCK_TIMEOUT``: the longest a worker waits for another (seconds).
+
+    Each wait is bounded by it: for the process-local lock of an account, for another worker's
+    refresh of the same tokens, for a database lock (SQLite's write lock, a row lock). Past it
+    the wait ends in :class:`~django_cloudsync.errors.LockTimeout` (or its subclass
+    :class:`~django_cloudsync.errors.RefreshInProgress`). The default, ``None``, is as long as a
+    refresh can take (the ``CLOUDSYNC_TIMEOUT`` pair's sum plus 5 s), so that a waiter outlasts
+    a live refresh and uses its tokens; a web site that prefers failing fast sets less.
+    """
+    value = getattr(settings, "CLOUDSYNC_LOCK_TIMEOUT", None)
+    return refresh_lease() if value is None else max(0.0, float(value))
 
 
 def max_response_bytes() -> int:

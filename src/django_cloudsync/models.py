@@ -7,7 +7,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from allauth.socialaccount.models import SocialAccount
-from django.conf import settings
 from django.db import models
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
@@ -16,6 +15,7 @@ from . import conf, dialect
 from .oauth import TokenResponse
 
 MAX_ACCOUNT_ID_LENGTH = 191
+MAX_CLIENT_ID_LENGTH = 191  # as allauth's SocialApp.client_id
 
 
 class CloudSyncToken(models.Model):
@@ -33,13 +33,15 @@ class CloudSyncToken(models.Model):
         TEST = dialect.TEST, _("sandbox")
 
     id = models.UUIDField(primary_key=True, default=uuid.uuid4, editable=False)
-    user = models.ForeignKey(
-        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="cloudsync_tokens"
-    )
+    #: The owner is ``social_account.user``, never a copy: when an admin moves the account to
+    #: another user, the tokens move with it.
     social_account = models.OneToOneField(
         SocialAccount, on_delete=models.CASCADE, related_name="cloudsync_token"
     )
     account_id = models.CharField(_("CloudSync account id"), max_length=MAX_ACCOUNT_ID_LENGTH, unique=True)
+    #: The client id of the CloudSync app that obtained the grant: refreshes use that app's
+    #: credentials. Blank (rows stored before it was recorded) means "the site's one app".
+    client_id = models.CharField(_("CloudSync app (client id)"), max_length=MAX_CLIENT_ID_LENGTH, blank=True)
     environment = models.CharField(_("environment"), max_length=8, choices=Environment.choices, blank=True)
     scope = models.TextField(_("granted scope"), blank=True, help_text=_("Space-separated."))
     access_token_ciphertext = models.TextField(editable=False)
@@ -51,6 +53,10 @@ class CloudSyncToken(models.Model):
     #: Goes up by one every time new tokens are written: a worker that saw version N and finds
     #: N+1 under the lock knows another worker refreshed, and re-reads instead of refreshing.
     version = models.PositiveIntegerField(default=0, editable=False)
+    #: While in the future, one worker is refreshing these tokens: it claimed the refresh by a
+    #: compare-and-swap on ``version`` and calls CloudSync with no transaction open; the others
+    #: wait for its tokens. A claimer that dies leaves a lease that simply runs out.
+    refresh_lease_until = models.DateTimeField(null=True, blank=True, editable=False)
     refreshed_at = models.DateTimeField(_("last refreshed"), null=True, blank=True)
     created_at = models.DateTimeField(_("connected"), auto_now_add=True)
     updated_at = models.DateTimeField(_("updated"), auto_now=True)
@@ -58,10 +64,18 @@ class CloudSyncToken(models.Model):
     class Meta:
         verbose_name = _("CloudSync token")
         verbose_name_plural = _("CloudSync tokens")
-        indexes = [models.Index(fields=["user", "-updated_at"], name="cloudsync_user_recent")]
 
     def __str__(self) -> str:
         return f"{self.account_id} ({self.environment or 'unknown'})"
+
+    @property
+    def user(self) -> Any:
+        """The user who owns these tokens: whoever owns the ``SocialAccount`` now."""
+        return self.social_account.user
+
+    @property
+    def user_id(self) -> Any:
+        return self.social_account.user_id
 
     # Tokens: sealed and opened here only.
 

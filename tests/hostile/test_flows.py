@@ -151,7 +151,9 @@ LOOKUPS = [
 ]
 LOOKUP_PATHS = st.builds(
     lambda relation, field, lookup: relation + field + lookup,
-    st.sampled_from(["", "social_account__cloudsync_token__", "user__cloudsync_tokens__"]),
+    st.sampled_from(
+        ["", "social_account__cloudsync_token__", "social_account__user__socialaccount__cloudsync_token__"]
+    ),
     st.sampled_from([*CIPHERTEXT_FIELDS, "version", "id", "account_id", "scope", "environment"]),
     st.sampled_from(["", *(f"__{lookup}" for lookup in LOOKUPS)]),
 )
