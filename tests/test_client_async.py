@@ -155,7 +155,7 @@ def test_500_sequential_async_calls_open_one_connection(fake: FakeCloudSync, cli
     async def many() -> int:
         for _ in range(500):
             await client.ame()
-        return fake.counters["connections"]
+        return int(fake.counters["connections"])
 
     before = fake.counters["connections"]
     after = run(many)
