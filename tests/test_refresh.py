@@ -103,6 +103,7 @@ def test_a_failed_refresh_keeps_the_stored_tokens(
         token.refresh_token_ciphertext,
         token.version,
     )
+    assert stored.refresh_lease_until is None  # given back: the next worker may try at once
     assert tokens.refresh_if_expired(stored).version == token.version + 1  # and it works next time
 
 
