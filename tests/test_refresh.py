@@ -257,6 +257,28 @@ def test_many_processes_and_threads_refresh_once_on_postgresql(
 
 
 @pytest.mark.parametrize("database", ["default", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_many_processes_wait_out_a_slow_refresh_and_refresh_once(
+    request: pytest.FixtureRequest,
+    client: Any,
+    fake: Any,
+    cloudsync_server: Any,
+    tmp_path: Path,
+    database: str,
+) -> None:
+    if database == "postgres":
+        request.getfixturevalue("on_postgres")
+    token = expire(signed_in(client))
+    # The claimer's answer is late: every other worker finds its lease, polls, and uses its tokens.
+    fake.delay_next("token", 1.5)
+
+    outputs = run_workers(token, cloudsync_server.url, database, processes=3, threads=4, tmp=tmp_path)
+
+    assert_one_refresh(outputs, fake, expected=12)
+    assert fake.counters["refresh_attempts"] == 1
+    assert CloudSyncToken.objects.get().refresh_lease_until is None
+
+
+@pytest.mark.parametrize("database", ["default", pytest.param("postgres", marks=pytest.mark.postgres)])
 def test_sign_in_and_refresh_work_under_atomic_requests(
     request: pytest.FixtureRequest, client: Any, fake: Any, monkeypatch: pytest.MonkeyPatch, database: str
 ) -> None:
