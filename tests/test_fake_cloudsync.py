@@ -536,6 +536,44 @@ def test_a_refresh_rotates_the_refresh_token_and_the_old_one_is_then_dead(
     assert cloudsync_fake.refreshes_by_user == {"usr_ada": 1}
 
 
+def test_a_second_clients_grant_is_refreshed_only_by_that_client(
+    http: requests.Session, url: str, cloudsync_fake: FakeCloudSync
+) -> None:
+    cloudsync_fake.add_client("mobile-app", "mobile-secret")
+    code = decide(http, url, client_id="mobile-app")["code"]
+    assert_oauth_error(exchange(http, url, code), 400, dialect.INVALID_GRANT)  # not the site's code
+    code = decide(http, url, client_id="mobile-app")["code"]
+    issued = exchange(http, url, code, client_id="mobile-app", client_secret="mobile-secret").json()
+
+    by_the_site = refresh(http, url, issued["refresh_token"])
+    wrong_secret = token_request(
+        http,
+        url,
+        grant_type="refresh_token",
+        refresh_token=issued["refresh_token"],
+        client_id="mobile-app",
+        client_secret=CLIENT_SECRET,
+    )
+    by_its_app = token_request(
+        http,
+        url,
+        grant_type="refresh_token",
+        refresh_token=issued["refresh_token"],
+        client_id="mobile-app",
+        client_secret="mobile-secret",
+    )
+
+    assert_oauth_error(by_the_site, 400, dialect.INVALID_GRANT)
+    assert_oauth_error(wrong_secret, 401, dialect.INVALID_CLIENT)
+    assert by_its_app.status_code == 200, by_its_app.text
+    cloudsync_fake.restore_defaults()
+    assert consent_status(http, url, client_id="mobile-app") == 400  # forgotten with the defaults
+
+
+def consent_status(http: requests.Session, url: str, **overrides: str | None) -> int:
+    return http.get(url + dialect.AUTHORIZE_PATH, params=authorize_params(**overrides)).status_code
+
+
 def test_presenting_a_rotated_refresh_token_again_revokes_the_whole_family(
     http: requests.Session, url: str, cloudsync_fake: FakeCloudSync
 ) -> None:

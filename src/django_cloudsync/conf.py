@@ -3,6 +3,12 @@
 Every value is read when it is needed, never at import time, so ``override_settings`` and
 pytest-django's ``settings`` fixture work. Provider settings live where allauth keeps them,
 in ``SOCIALACCOUNT_PROVIDERS["cloudsync"]``; the app's own settings are ``CLOUDSYNC_*``.
+
+``CLOUDSYNC_DEADLINE`` (default ``60`` seconds) is the longest one API call or token request may
+take in all: connecting, the headers, the body however slowly it drips, and for an API call its
+retries and the ``Retry-After`` waits between them. The per-read ``CLOUDSYNC_TIMEOUT`` alone would
+let a server that sends a byte a second hold a worker forever. The default leaves room for one
+``Retry-After`` of ``CLOUDSYNC_MAX_RETRY_AFTER`` (30) and an attempt after it.
 """
 
 from __future__ import annotations
@@ -13,7 +19,7 @@ from typing import Any
 
 from django.conf import settings
 
-from . import dialect
+from . import dialect, errors
 from .crypto import TokenCipher
 
 PROVIDER_ID = "cloudsync"
@@ -26,6 +32,8 @@ DEFAULT_MAX_RETRIES = 2
 DEFAULT_REFRESH_LEEWAY = 60
 DEFAULT_MAX_RESPONSE_BYTES = 1024 * 1024
 DEFAULT_MAX_RETRY_AFTER = 30.0
+#: Seconds one API call or token request may take in all (see the module's docstring).
+DEFAULT_DEADLINE = 60.0
 #: Seconds a refresh's lease outlasts the longest its token request may take: a claimer that is
 #: still alive always finishes (or gives up) before another worker may take its lease.
 REFRESH_LEASE_MARGIN = 5.0
@@ -113,6 +121,14 @@ def timeout() -> tuple[float, float]:
         return (float(value), float(value))
     connect, read = value
     return (float(connect), float(read))
+
+
+def deadline() -> float:
+    """``CLOUDSYNC_DEADLINE``: seconds one call may take in all, retries and body included."""
+    value = float(getattr(settings, "CLOUDSYNC_DEADLINE", DEFAULT_DEADLINE))
+    if not value > 0:  # also refuses NaN: no call may wait forever, nor be refused before it starts
+        raise errors.ConfigurationError("CLOUDSYNC_DEADLINE must be a positive number of seconds")
+    return value
 
 
 def max_retries() -> int:

@@ -30,11 +30,12 @@ from allauth.headless.internal.restkit.response import ErrorResponse
 from allauth.headless.socialaccount.views import ProviderTokenView
 from allauth.socialaccount.providers.base.constants import AuthProcess
 from django.core.exceptions import ValidationError
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
 from django.urls import path
 
 from .. import conf
 from . import app_tokens
+from .transaction import sign_in_transaction
 
 
 class AppCodeInput(inputs.Input):
@@ -88,6 +89,12 @@ class AppCodeView(ProviderTokenView):
         if not isinstance(data, dict):
             raise _malformed_body(request, "The body must be a JSON object.")
         return data
+
+    def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        # The code was exchanged while the input was cleaned; what allauth writes from here
+        # commits together with the login, or not at all.
+        with sign_in_transaction(request):
+            return super().post(request, *args, **kwargs)
 
 
 def _malformed_body(request: HttpRequest, message: str) -> ImmediateHttpResponse:

@@ -101,7 +101,7 @@ class OAuthServer(FakeState):
         """RFC 6749 §4.1.1 checks, in the order that decides between an error page and a redirect."""
         client_id = params.get("client_id", [])
         redirect_uri = params.get("redirect_uri", [])
-        if len(client_id) != 1 or not _constant_time_equal(client_id[0], self.client_id):
+        if len(client_id) != 1 or self.client_secret_of(client_id[0]) is None:
             return error_page("Unknown or missing client_id.")
         if len(redirect_uri) != 1 or not dialect.is_redirect_uri(redirect_uri[0]):
             return error_page(
@@ -211,10 +211,8 @@ class OAuthServer(FakeState):
                 dialect.INVALID_REQUEST,
                 "The body must be a JSON object sent as Content-Type: application/json.",
             )
-        if not (
-            _constant_time_equal(fields.get("client_id"), self.client_id)
-            and _constant_time_equal(fields.get("client_secret"), self.client_secret)
-        ):
+        secret = self.client_secret_of(fields.get("client_id"))
+        if secret is None or not _constant_time_equal(fields.get("client_secret"), secret):
             return oauth_error(401, dialect.INVALID_CLIENT, "Client authentication failed.")
         grant_type = fields.get("grant_type")
         with self._lock:
@@ -272,7 +270,7 @@ class OAuthServer(FakeState):
         if record.code_challenge is None and verifier is not None:
             # RFC 9700 §2.1.1: a verifier without a challenge is a PKCE downgrade attempt.
             return self._invalid_grant_locked("code_verifier sent, but no code_challenge was.")
-        record.grant_id = self._new_grant_locked(record.user_id, record.scopes)
+        record.grant_id = self._new_grant_locked(record.user_id, record.scopes, record.client_id)
         self._counters["code_exchanges"] += 1
         payload = self._issue_tokens_locked(record.grant_id, record.scopes, now, with_refresh=None)
         return json_response(200, payload)

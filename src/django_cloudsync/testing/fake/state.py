@@ -128,6 +128,8 @@ class FakeState(FaultSwitches):
     ) -> None:
         self.client_id = client_id
         self.client_secret = client_secret
+        #: Other registered applications (client id: secret), from :meth:`add_client`.
+        self._other_clients: dict[str, str] = {}
         self.token_lifetime = token_lifetime
         self.rotate_refresh_tokens = rotate_refresh_tokens
         #: Test switch: answer refreshes without ``scope`` (the dialect says: keep the old one).
@@ -207,6 +209,7 @@ class FakeState(FaultSwitches):
             self.timeout_delay = DEFAULT_TIMEOUT_DELAY
             self.code_lifetime = DEFAULT_CODE_LIFETIME
             self._restore_users_locked()
+            self._other_clients = {}
 
     def _forget_locked(self) -> None:
         self._codes: dict[str, Code] = {}
@@ -332,9 +335,22 @@ class FakeState(FaultSwitches):
 
     # ------------------------------------------------------------------ grants and tokens
 
-    def _new_grant_locked(self, user_id: str, scopes: tuple[str, ...]) -> str:
+    def add_client(self, client_id: str, client_secret: str) -> None:
+        """Register another application (a site's second app, a mobile app): its codes and
+        refresh tokens are its own, and another client presenting them gets ``invalid_grant``."""
+        with self._lock:
+            self._other_clients[client_id] = client_secret
+
+    def client_secret_of(self, client_id: object) -> str | None:
+        """The secret of a registered client, or ``None`` for a client id the fake does not know."""
+        if client_id == self.client_id:
+            return self.client_secret
+        with self._lock:
+            return self._other_clients.get(client_id) if isinstance(client_id, str) else None
+
+    def _new_grant_locked(self, user_id: str, scopes: tuple[str, ...], client_id: str | None = None) -> str:
         grant_id = secrets.token_hex(12)
-        self._grants[grant_id] = Grant(client_id=self.client_id, user_id=user_id, scopes=scopes)
+        self._grants[grant_id] = Grant(client_id=client_id or self.client_id, user_id=user_id, scopes=scopes)
         return grant_id
 
     def _issue_tokens_locked(
