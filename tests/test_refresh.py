@@ -104,6 +104,7 @@ def test_a_failed_refresh_keeps_the_stored_tokens(
         token.refresh_token_ciphertext,
         token.version,
     )
+    assert stored.refresh_lease_until is None  # given back: the next worker may try at once
     assert tokens.refresh_if_expired(stored).version == token.version + 1  # and it works next time
 
 
@@ -254,6 +255,28 @@ def test_many_processes_and_threads_refresh_once_on_postgresql(
     outputs = run_workers(token, cloudsync_server.url, on_postgres, processes=4, threads=8, tmp=tmp_path)
 
     assert_one_refresh(outputs, fake, expected=32)
+
+
+@pytest.mark.parametrize("database", ["default", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_many_processes_wait_out_a_slow_refresh_and_refresh_once(
+    request: pytest.FixtureRequest,
+    client: Any,
+    fake: Any,
+    cloudsync_server: Any,
+    tmp_path: Path,
+    database: str,
+) -> None:
+    if database == "postgres":
+        request.getfixturevalue("on_postgres")
+    token = expire(signed_in(client))
+    # The claimer's answer is late: every other worker finds its lease, polls, and uses its tokens.
+    fake.delay_next("token", 1.5)
+
+    outputs = run_workers(token, cloudsync_server.url, database, processes=3, threads=4, tmp=tmp_path)
+
+    assert_one_refresh(outputs, fake, expected=12)
+    assert fake.counters["refresh_attempts"] == 1
+    assert CloudSyncToken.objects.get().refresh_lease_until is None
 
 
 @pytest.mark.parametrize("database", ["default", pytest.param("postgres", marks=pytest.mark.postgres)])

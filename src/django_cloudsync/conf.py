@@ -151,9 +151,12 @@ def refresh_leeway() -> float:
 
 
 def token_request_bound() -> float:
-    """The longest one token request may take, in seconds: what a refresh's lease must outlast."""
-    connect, read = timeout()
-    return connect + read
+    """The longest one token request may take, in seconds: what a refresh's lease must outlast.
+
+    ``CLOUDSYNC_DEADLINE``: the token endpoint is asked once, never retried, and the deadline
+    bounds that one exchange however slowly its body drips.
+    """
+    return deadline()
 
 
 def refresh_lease() -> float:
@@ -168,8 +171,8 @@ def lock_timeout() -> float:
     refresh of the same tokens, for a database lock (SQLite's write lock, a row lock). Past it
     the wait ends in :class:`~django_cloudsync.errors.LockTimeout` (or its subclass
     :class:`~django_cloudsync.errors.RefreshInProgress`). The default, ``None``, is as long as a
-    refresh can take (the ``CLOUDSYNC_TIMEOUT`` pair's sum plus 5 s), so that a waiter outlasts
-    a live refresh and uses its tokens; a web site that prefers failing fast sets less.
+    refresh can take (``CLOUDSYNC_DEADLINE`` plus 5 s), so that a waiter outlasts a live
+    refresh and uses its tokens; a web site that prefers failing fast sets less.
     """
     value = getattr(settings, "CLOUDSYNC_LOCK_TIMEOUT", None)
     return refresh_lease() if value is None else max(0.0, float(value))

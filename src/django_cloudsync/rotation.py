@@ -193,8 +193,8 @@ class KeyRotation:
                     done.unreadable.append(_unreadable(row, exc))
             return done
 
-        # One transaction per batch (one commit, not one per row); on SQLite, waiting for the
-        # write lock as long as a refresh holding it can take.
+        # One transaction per batch (one commit, not one per row); a lock another worker holds
+        # (SQLite's write lock, a row lock) is waited for at most CLOUDSYNC_LOCK_TIMEOUT.
         return with_lock_retries(self.database, rotate)
 
 

@@ -4,18 +4,24 @@ Refreshing is the delicate part. CloudSync may rotate refresh tokens, and a stri
 a second use of a spent refresh token as theft and revokes the grant: so for each account
 exactly one worker may refresh at a time, and every other worker must wait and use its result.
 
-* Threads of one process wait on a process-local lock (cheap, no database round trips).
-* Processes and hosts wait on the database: a row lock (``SELECT ... FOR UPDATE``) where the
-  database has them (PostgreSQL, MySQL, Oracle); on SQLite, which has none, a write that takes
-  the database's write lock, which serializes writers across processes on one host. (The locks
-  and transactions themselves live in :mod:`~django_cloudsync.locking`.)
-* Under the lock, the row is re-read: if its ``version`` moved on, another worker refreshed
-  already, and its tokens are used as they are.
-* The refresh commits in a transaction of its own. If the caller is inside a transaction (for
-  example ``ATOMIC_REQUESTS``), the refresh runs on a separate connection: otherwise the lock
-  would last until the view ends, and a rollback of the view would throw away tokens that
-  CloudSync has already rotated. (SQLite cannot do this: a connection cannot commit while
-  another holds an open transaction, so there the refresh joins the caller's transaction.)
+* Threads of one process wait on their account's process-local lock (cheap, no database round
+  trips; one lock per account, so a stuck account blocks no other).
+* Processes and hosts agree on the database: the worker that refreshes claims a short lease on
+  the row (``refresh_lease_until``) by a compare-and-swap on ``version``, committed at once; it
+  asks CloudSync with no transaction open and writes the new tokens by a second compare-and-swap.
+  No database lock is held across the HTTP exchange (on SQLite that would be the whole
+  database's write lock). A worker that finds a live lease polls the row and uses the new tokens
+  as soon as they land; a claimer that dies leaves a lease that runs out. (The locks, the lease
+  and the transactions live in :mod:`~django_cloudsync.locking`.)
+* Every wait ends: after ``CLOUDSYNC_LOCK_TIMEOUT``, in :class:`~.errors.RefreshInProgress`
+  (or :class:`~.errors.LockTimeout` for a database lock), never a raw database error.
+* The row is re-read before anything is decided: if its ``version`` moved on, another worker
+  refreshed already, and its tokens are used as they are.
+* The writes commit on their own. If the caller is inside a transaction (for example
+  ``ATOMIC_REQUESTS``), the refresh runs on a separate connection: a rollback of the view would
+  otherwise throw away tokens that CloudSync has already rotated. (SQLite cannot do this: a
+  connection cannot commit while another holds an open transaction, so there the refresh joins
+  the caller's transaction.)
 
 Faults lose nothing: a timeout, a 5xx or garbage from the token endpoint leaves the row as it
 was. Only ``invalid_grant`` forgets the tokens, and then ``reauthorization_required`` is sent.
