@@ -30,10 +30,10 @@ from allauth.headless.internal.restkit.response import ErrorResponse
 from allauth.headless.socialaccount.views import ProviderTokenView
 from allauth.socialaccount.providers.base.constants import AuthProcess
 from django.core.exceptions import ValidationError
-from django.http import HttpRequest
+from django.http import HttpRequest, HttpResponse
 from django.urls import path
 
-from .. import conf
+from .. import conf, receivers
 from . import app_tokens
 
 
@@ -74,6 +74,12 @@ class AppCodeView(ProviderTokenView):
     """allauth's provider-token view, given a code where allauth's own takes a token."""
 
     input_class = AppCodeInput  # type: ignore[assignment]  # allauth names its own input class
+
+    def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        response = super().post(request, *args, **kwargs)
+        # A refusal raises or answers 4xx; allauth answers an accepted re-connect with 200.
+        receivers.store_reconnect(request, lambda sociallogin: response.status_code == 200)
+        return response
 
     def _parse_json(self, request: HttpRequest) -> dict[str, Any] | None:
         # allauth's own parser answers a body that is not JSON with an empty 400, lets the
