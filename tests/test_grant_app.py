@@ -48,6 +48,14 @@ def mobile_sign_in(client: Client) -> CloudSyncToken:
     return CloudSyncToken.objects.get()
 
 
+def assert_refreshed_by(row: CloudSyncToken, client_id: str, fake: Any) -> None:
+    """The row, expired, is refreshed once, by the app ``client_id``."""
+    refreshed = tokens.refresh_if_expired(expire(row))
+
+    assert refreshed.version == row.version + 1
+    assert fake.last_token_request["client_id"] == client_id
+
+
 def test_a_redirect_sign_in_records_the_sites_app(client: Client, fake: Any) -> None:
     assert signed_in(client).client_id == fake.client_id
 
@@ -57,10 +65,7 @@ def test_a_hidden_apps_grant_is_refreshed_with_that_app(client: Client, fake: An
     row = mobile_sign_in(client)
     assert row.client_id == "mobile-app"
 
-    refreshed = tokens.refresh_if_expired(expire(row))
-
-    assert refreshed.version == row.version + 1
-    assert fake.last_token_request["client_id"] == "mobile-app"
+    assert_refreshed_by(row, "mobile-app", fake)
     assert fake.counters["invalid_grants"] == 0
 
 
@@ -97,10 +102,7 @@ def test_with_two_visible_apps_each_grant_uses_its_own(client: Client, fake: Any
     # allauth's redirect flow needs one visible app per Site; a refresh runs for any site.
     with_apps(settings, fake, SECOND)
 
-    refreshed = tokens.refresh_if_expired(expire(row))
-
-    assert refreshed.version == row.version + 1
-    assert fake.last_token_request["client_id"] == fake.client_id
+    assert_refreshed_by(row, fake.client_id, fake)
 
 
 def test_a_grant_stored_before_apps_were_recorded_is_refreshed_by_the_one_visible_app(
@@ -110,10 +112,7 @@ def test_a_grant_stored_before_apps_were_recorded_is_refreshed_by_the_one_visibl
     CloudSyncToken.objects.update(client_id="")  # as migration 0002 leaves existing rows
     with_apps(settings, fake, MOBILE)  # hidden: not a candidate
 
-    refreshed = tokens.refresh_if_expired(expire(row))
-
-    assert refreshed.version == row.version + 1
-    assert fake.last_token_request["client_id"] == fake.client_id
+    assert_refreshed_by(row, fake.client_id, fake)
 
 
 def test_an_old_grant_with_two_visible_apps_is_a_configuration_error(
@@ -149,9 +148,7 @@ def test_one_client_id_listed_twice_with_one_secret_is_one_app(client: Client, f
             provider="cloudsync", name=name, client_id=fake.client_id, secret=fake.client_secret
         )
 
-    refreshed = tokens.refresh_if_expired(expire(row))
-
-    assert refreshed.version == row.version + 1
+    assert_refreshed_by(row, fake.client_id, fake)
 
 
 def test_a_social_app_row_of_another_app_is_found_by_its_client_id(client: Client, fake: Any) -> None:
