@@ -43,3 +43,11 @@ def on_postgres(request: pytest.FixtureRequest, settings: Any) -> Iterator[str]:
         )
     with routers.database("postgres") as alias:
         yield alias
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database(request: pytest.FixtureRequest) -> str:
+    """The alias the test runs on; the PostgreSQL case skips without CLOUDSYNC_TEST_POSTGRES_URL."""
+    if request.param == "postgresql":
+        return str(request.getfixturevalue("on_postgres"))
+    return "default"

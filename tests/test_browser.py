@@ -100,6 +100,17 @@ def sign_in(page: Page, site: ExampleServer) -> None:
     expect()(page.get_by_role("heading", name="Your workspaces")).to_be_visible()
 
 
+def assert_in_the_example_layout(page: Page) -> None:
+    """One of allauth's pages, in the example's layout, offering nothing this site does not have."""
+    expect()(page.get_by_role("link", name="CloudSync example")).to_be_visible()
+    expect()(page.locator("footer")).to_contain_text("Times are shown in UTC.")
+    for missing in ("Sign Up", "Sign In", "Change Password", "Change Email", "Forgot your password?"):
+        expect()(page.get_by_role("link", name=missing, exact=True)).to_have_count(0)
+    expect()(page.get_by_text("Menu:")).to_have_count(0)
+    expect()(page.locator("input[type=password]")).to_have_count(0)
+    assert page.locator("link[rel=icon]").get_attribute("href") == "/static/example/favicon.svg"
+
+
 def account_id(page: Page) -> str:
     return page.locator("dt:has-text('CloudSync account') + dd code").inner_text()
 
@@ -135,6 +146,7 @@ def test_deny_shows_a_friendly_cancelled_message(page: Page, site: ExampleServer
 
     expect()(page).to_have_url(site.url + "/accounts/3rdparty/login/cancelled/")
     expect()(page.locator("body")).to_contain_text(re.compile("cancel", re.IGNORECASE))
+    assert_in_the_example_layout(page)
     page.goto(site.url + "/")
     expect()(page.get_by_role("button", name=SIGN_IN)).to_be_visible()  # still signed out
 
@@ -151,17 +163,24 @@ def test_sign_out_then_in_again_is_the_same_account(page: Page, site: ExampleSer
     expect()(page.get_by_role("heading", name="Hello, Ada")).to_be_visible()
 
 
-def test_creating_a_workspace_asks_for_the_write_scope_first(page: Page, site: ExampleServer) -> None:
+def test_creating_a_workspace_asks_for_the_write_scope_first_in_plain_words(
+    page: Page, site: ExampleServer
+) -> None:
     sign_in(page, site)
     assert "workspaces:write" not in page.locator("dt:has-text('Granted scopes') + dd").inner_text()
 
     page.get_by_role("link", name="Create a workspace").click()
-    # allauth asks before it leaves the site (its login view wants a POST), then CloudSync asks.
-    page.get_by_role("button", name="Continue").click()
+    # The site's own page says what is added, then CloudSync asks.
+    expect()(page.get_by_role("heading", name="Allow more CloudSync access")).to_be_visible()
+    expect()(page.locator(".cloudsync-consent__scopes")).to_have_text(
+        re.compile(r"Create and manage workspaces\s+workspaces:write")
+    )
+    page.get_by_role("button", name="Continue to CloudSync").click()
     expect()(page.get_by_role("heading", level=1)).to_contain_text("Authorize")
     expect()(page.locator("main")).to_contain_text("workspaces:write")
     page.get_by_role("button", name="Allow").click()
     expect()(page).to_have_url(site.url + "/workspaces/new/")
+    expect()(page.locator(".messages")).to_have_text("CloudSync access was updated.")
     page.get_by_label("Name").fill("Browser-made")
     page.get_by_role("button", name="Create").click()
 
@@ -171,35 +190,49 @@ def test_creating_a_workspace_asks_for_the_write_scope_first(page: Page, site: E
     assert "workspaces:write" in page.locator("dt:has-text('Granted scopes') + dd").inner_text()
 
 
-def test_disconnecting_needs_a_password_then_forgets_cloudsync(page: Page, site: ExampleServer) -> None:
+def test_cancel_on_the_consent_page_goes_back_and_asks_cloudsync_nothing(
+    page: Page, site: ExampleServer
+) -> None:
     sign_in(page, site)
-    # Signed in with CloudSync only, the user has no password, and allauth refuses to remove the
-    # last way to sign in: the example says so and links to allauth's page to set one.
-    page.get_by_role("link", name="set a password").click()
-    page.get_by_label("Password:", exact=True).fill("correct horse battery staple")
-    page.get_by_label("Password (again):", exact=True).fill("correct horse battery staple")
-    page.get_by_role("button", name="Set Password").click()
-    page.goto(site.url + "/")
-    expect()(page.get_by_role("link", name="set a password")).to_have_count(0)
+    page.get_by_role("link", name="Create a workspace").click()
+
+    page.get_by_role("link", name="Cancel").click()
+
+    expect()(page).to_have_url(site.url + "/")
+    expect()(page.get_by_role("heading", name="Your workspaces")).to_be_visible()
+
+
+def test_refusing_more_scopes_says_the_permission_was_not_granted(page: Page, site: ExampleServer) -> None:
+    sign_in(page, site)
+    page.get_by_role("link", name="Create a workspace").click()
+    page.get_by_role("button", name="Continue to CloudSync").click()
+
+    page.get_by_role("button", name="Deny").click()
+
+    expect()(page).to_have_url(site.url + "/")
+    expect()(page.locator(".messages")).to_have_text(
+        "The permission was not granted: your CloudSync access is unchanged."
+    )
+    expect()(page.locator("body")).not_to_contain_text("cancel logging in")
+    assert "workspaces:write" not in page.locator("dt:has-text('Granted scopes') + dd").inner_text()
+
+
+def test_manage_connected_accounts_is_in_the_example_layout(page: Page, site: ExampleServer) -> None:
+    sign_in(page, site)
+    expect()(page.locator("dt:has-text('Access token expires') + dd")).to_contain_text("UTC")
+
     page.get_by_role("link", name="Manage connected accounts").click()
 
-    page.get_by_role("radio", name="Ada Lovelace CloudSync").check()
-    page.get_by_role("button", name="Remove").click()
-
-    expect()(page.locator("body")).to_contain_text("The third-party account has been disconnected.")
-    page.goto(site.url + "/")
-    expect()(page.locator("main")).to_contain_text("not connected to CloudSync")
-    expect()(page.get_by_role("button", name="Connect CloudSync")).to_be_visible()
-    # The last line: Django 5.2's shell first says what it imported.
-    assert site.run("shell", "-c", _STORED_ACCOUNTS).strip().splitlines()[-1] == "[] []"
+    expect()(page).to_have_url(site.url + "/accounts/3rdparty/")
+    expect()(page.locator("main")).to_contain_text("Ada Lovelace")
+    assert_in_the_example_layout(page)
 
 
-_STORED_ACCOUNTS = (
-    "from django_cloudsync.models import CloudSyncToken; "
-    "from allauth.socialaccount.models import SocialAccount; "
-    "print(list(CloudSyncToken.objects.values_list('account_id', flat=True)), "
-    "list(SocialAccount.objects.values_list('uid', flat=True)))"
-)
+def test_the_sign_in_page_offers_cloudsync_only(page: Page, site: ExampleServer) -> None:
+    page.goto(site.url + "/accounts/login/")
+
+    expect()(page.get_by_role("link", name="CloudSync", exact=True)).to_be_visible()
+    assert_in_the_example_layout(page)
 
 
 # The button: keyboard, accessible name, layout, brand.
@@ -269,6 +302,14 @@ def test_screenshots_of_the_sign_in_pages(page: Page, site: ExampleServer, tmp_p
         "signed-in.png": lambda: (
             page.get_by_role("button", name="Allow").click(),
             expect()(page.get_by_role("heading", name="Your workspaces")).to_be_visible(),
+        ),
+        "consent-page.png": lambda: (
+            page.get_by_role("link", name="Create a workspace").click(),
+            expect()(page.get_by_role("button", name="Continue to CloudSync")).to_be_visible(),
+        ),
+        "connections.png": lambda: (
+            page.goto(site.url + "/accounts/3rdparty/"),
+            expect()(page.locator("main")).to_contain_text("Ada Lovelace"),
         ),
     }
 

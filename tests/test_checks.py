@@ -5,12 +5,16 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from io import StringIO
 from typing import Any
 
 import pytest
 from django.apps import apps
+from django.conf import global_settings
 from django.contrib.auth.middleware import AuthenticationMiddleware
 from django.core.checks import CheckMessage, run_checks
+from django.core.management import call_command
+from django.core.management.base import SystemCheckError
 
 from django_cloudsync import checks
 from django_cloudsync.crypto import generate_key
@@ -509,3 +513,70 @@ def test_run_checks_reports_every_misconfiguration_without_a_secret(settings: An
     text = text_of(messages)
     for secret in secrets:
         assert secret not in text
+
+
+# E011: allauth's default email verification, with Django's default (unconfigured) SMTP backend.
+
+
+@pytest.fixture
+def new_site_mail(settings: Any) -> Any:
+    """allauth's and Django's mail settings as `startproject` and allauth leave them."""
+    del settings.ACCOUNT_EMAIL_VERIFICATION  # allauth's default applies
+    settings.EMAIL_BACKEND = global_settings.EMAIL_BACKEND  # `del` would hide Django's default too
+    return settings
+
+
+def test_default_email_verification_with_the_default_smtp_backend_is_e011(new_site_mail: Any) -> None:
+    messages = checks.check_sign_up_mail()
+
+    assert ids(messages) == ["django_cloudsync.E011"]
+    assert messages[0].is_serious()  # an Error: runserver and migrate stop
+    assert "ACCOUNT_EMAIL_VERIFICATION is 'optional'" in messages[0].msg
+    assert 'ACCOUNT_EMAIL_VERIFICATION = "none"' in messages[0].hint
+    assert "SILENCED_SYSTEM_CHECKS" in messages[0].hint
+    assert "django_cloudsync.E011" in [message.id for message in run_checks()]
+
+
+@pytest.mark.parametrize("verification", ["optional", "mandatory"])
+def test_e011_names_the_social_setting_when_that_one_decides(new_site_mail: Any, verification: str) -> None:
+    new_site_mail.ACCOUNT_EMAIL_VERIFICATION = "none"
+    new_site_mail.SOCIALACCOUNT_EMAIL_VERIFICATION = verification
+
+    messages = checks.check_sign_up_mail()
+
+    assert ids(messages) == ["django_cloudsync.E011"]
+    assert f"SOCIALACCOUNT_EMAIL_VERIFICATION is '{verification}'" in messages[0].msg
+    assert 'SOCIALACCOUNT_EMAIL_VERIFICATION = "none"' in messages[0].hint
+
+
+@pytest.mark.parametrize(
+    "fix",
+    [
+        {"ACCOUNT_EMAIL_VERIFICATION": "none"},
+        {"SOCIALACCOUNT_EMAIL_VERIFICATION": "none"},
+        {"EMAIL_BACKEND": "django.core.mail.backends.console.EmailBackend"},
+        {"EMAIL_HOST": "smtp.example.com"},
+        {"EMAIL_PORT": 587},
+    ],
+    ids=lambda fix: next(iter(fix)),
+)
+def test_each_fix_the_e011_hint_names_silences_it(new_site_mail: Any, fix: dict[str, Any]) -> None:
+    for name, value in fix.items():
+        setattr(new_site_mail, name, value)
+
+    assert checks.check_sign_up_mail() == []
+
+
+def test_no_e011_when_allauth_trusts_cloudsyncs_addresses(new_site_mail: Any, provider: Any) -> None:
+    provider["VERIFIED_EMAIL"] = True
+
+    assert checks.check_sign_up_mail() == []
+
+
+def test_e011_stops_manage_py_check_until_silenced_for_a_local_mail_server(new_site_mail: Any) -> None:
+    with pytest.raises(SystemCheckError, match=r"django_cloudsync\.E011"):
+        call_command("check")
+
+    new_site_mail.SILENCED_SYSTEM_CHECKS = ["django_cloudsync.E011"]
+
+    call_command("check", stdout=StringIO())

@@ -34,10 +34,10 @@ def middleware(request: pytest.FixtureRequest, settings: Any) -> str:
 
 
 def assert_consent_redirect(response: Any, *, next_url: str, scope: str | None) -> None:
-    """A redirect to allauth's CloudSync login URL that connects, asks for ``scope``, and comes back."""
+    """A redirect to the site's consent page, which connects, asks for ``scope``, and comes back."""
     assert response.status_code == 302
     location = response["Location"]
-    assert urlsplit(location).path == reverse("cloudsync_login")
+    assert urlsplit(location).path == reverse("cloudsync_consent")
     query = query_of(location)
     assert query["process"] == "connect"
     assert query["next"] == next_url

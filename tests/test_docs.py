@@ -9,19 +9,25 @@ CloudSync's own documentation, quoted: its samples are CloudSync's, not this app
 from __future__ import annotations
 
 import configparser
+import fnmatch
 import json
 import re
+import types
+from importlib.metadata import requires
 from pathlib import Path
 from typing import Any
 
 import django
 import pytest
+from django.contrib.auth.models import AnonymousUser
 from django.template import Context, Engine, engines
 from django.test import Client, RequestFactory, override_settings
+from django.urls import path
 
-from django_cloudsync import checks
+from django_cloudsync import checks, responses
 from django_cloudsync.crypto import generate_key
 from django_cloudsync.middleware import attach
+from django_cloudsync.models import CloudSyncToken
 from django_cloudsync.testing.flow import app_authorization, sign_in
 from tests.markdown_samples import DOCS, README, ROOT, anchors, pages, sample, samples
 
@@ -32,10 +38,12 @@ CLIENT = DOCS / "client.md"
 HEADLESS = DOCS / "headless.md"
 TESTING = DOCS / "testing.md"
 CONTRIBUTING = DOCS / "contributing.md"
+API_BACKENDS = DOCS / "api-backends.md"
 
 # Every page's samples by language: a new sample fails here until a test below runs it.
 SAMPLES_PER_PAGE = {
     "README.md": {"console": 3, "python": 3, "django": 2},
+    "docs/api-backends.md": {"sh": 1, "python": 2, "json": 1},
     "docs/client.md": {"python": 1},
     "docs/cloudsync-api.md": {"": 3, "json": 1, "python": 1},  # CloudSync's, quoted: not run
     "docs/contributing.md": {"console": 1},
@@ -186,16 +194,19 @@ def test_installation_console_sample_installs_from_a_checkout_or_a_wheel() -> No
     assert lines[1].startswith("python -m build path/to/django-cloudsync")
 
 
-def test_installation_button_sample_renders_both_buttons(rf: RequestFactory, django_user_model: Any) -> None:
-    request = rf.get("/")
-    request.user = django_user_model.objects.create_user("ada")
+def test_installation_button_sample_signs_in_or_connects(rf: RequestFactory, django_user_model: Any) -> None:
+    button = engines["django"].from_string(sample(INSTALLATION, "django", "process=").body)
+    signed_out, signed_in = rf.get("/"), rf.get("/")
+    signed_out.user = AnonymousUser()
+    signed_in.user = django_user_model.objects.create_user("ada")
 
-    html = engines["django"].from_string(sample(INSTALLATION, "django", "process=").body).render({}, request)
+    for_a_visitor, for_a_user = button.render({}, signed_out), button.render({}, signed_in)
 
-    assert html.count('method="post"') == 2
-    assert "Sign in with CloudSync" in html
-    assert "Connect CloudSync" in html
-    assert "next=%2Ffiles%2F" in html
+    # The plain button follows the visitor: a sign-in, or Connect for a signed-in user.
+    assert for_a_visitor.count('method="post"') == for_a_user.count('method="post"') == 2
+    assert (for_a_visitor.count("Sign in with CloudSync"), for_a_visitor.count("Connect CloudSync")) == (1, 1)
+    assert (for_a_user.count("Sign in with CloudSync"), for_a_user.count("Connect CloudSync")) == (0, 2)
+    assert "next=%2Ffiles%2F" in for_a_visitor
 
 
 @pytest.mark.parametrize("page", [README, INSTALLATION], ids=lambda page: page.name)
@@ -313,6 +324,127 @@ def test_app_redirect_uris_sample_passes_the_checks_and_lets_the_app_code_sample
     assert fake.counters["code_exchanges"] == 1
 
 
+# docs/api-backends.md: the samples become views of a URLconf of their own, beside the test site's.
+
+
+def api_backends_sample(containing: str) -> dict[str, Any]:
+    return run(sample(API_BACKENDS, "python", containing).body, "api-backends.md")
+
+
+@pytest.fixture
+def docs_api(settings: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The page's DRF view at ``/docs/drf/workspaces/`` and its ninja API under ``/docs/ninja/``."""
+    pytest.importorskip("rest_framework")
+    pytest.importorskip("ninja")
+    import tests.urls
+
+    drf_settings, drf_views = sample(API_BACKENDS, "python", "HasCloudSync").body.split("# views.py")
+    settings.REST_FRAMEWORK = run(drf_settings, "api-backends.md")["REST_FRAMEWORK"]
+    workspaces_view = run(drf_views, "api-backends.md")["Workspaces"]
+    # django-ninja before 1.4 refuses a second NinjaAPI of one namespace; each test builds one.
+    monkeypatch.setenv("NINJA_SKIP_REGISTRY", "1")
+    ninja_api = api_backends_sample("NinjaAPI")["api"]
+    urlconf = types.ModuleType("docs_api_urls")
+    urlconf.urlpatterns = [  # type: ignore[attr-defined]
+        path("docs/drf/workspaces/", workspaces_view.as_view()),
+        path("docs/ninja/", ninja_api.urls),
+        *tests.urls.urlpatterns,
+    ]
+    settings.ROOT_URLCONF = urlconf
+
+
+def test_api_backends_install_lines_name_the_extras_and_their_floors() -> None:
+    lines = sample(API_BACKENDS, "sh", "pip install").body.splitlines()
+    floors = {
+        re.search(r"\[(\w+)\]", line)[1]: re.search(r">= ([\d.]+)", line)[1]  # type: ignore[index]
+        for line in lines
+    }
+    extras = set(requires("django-cloudsync") or [])
+
+    assert floors == {"drf": "3.15", "ninja": "1.3"}
+    assert f'djangorestframework>={floors["drf"]}; extra == "drf"' in extras
+    assert f'django-ninja>={floors["ninja"]}; extra == "ninja"' in extras
+
+
+def test_api_backends_drf_sample_lists_the_workspaces_or_answers_json(
+    docs_api: None, client: Client, fake: Any, django_user_model: Any
+) -> None:
+    sign_in(client)
+    listed = client.get("/docs/drf/workspaces/")
+    fake.revoke_tokens()
+    fake.expire_access_tokens()
+    dead_grant = client.get("/docs/drf/workspaces/")
+    password_user = Client()
+    password_user.force_login(django_user_model.objects.create_user("grace"))
+    not_connected = password_user.get("/docs/drf/workspaces/")
+
+    assert listed.status_code == 200, listed.content
+    assert [workspace["name"] for workspace in listed.json()["workspaces"]] == ["Personal", "Team"]
+    # The settings sample's exception handler answers the dead grant, with never-cache headers.
+    assert dead_grant.status_code == 403
+    assert dead_grant.json()["errors"][0]["code"] == "cloudsync_reauthorization_required"
+    assert "no-cache" in dead_grant["Cache-Control"]
+    assert not CloudSyncToken.objects.exists()
+    assert not_connected.status_code == 403
+    assert not_connected.json()["errors"][0]["code"] == "cloudsync_not_connected"
+
+
+def test_api_backends_ninja_sample_asks_for_the_write_scope_with_the_pages_json_answer(
+    docs_api: None, client: Client, fake: Any
+) -> None:
+    sign_in(client)
+    listed = client.get("/docs/ninja/workspaces")
+    calls = fake.counters["api_calls"]
+    refused = client.post("/docs/ninja/workspaces?name=Docs")
+
+    assert listed.status_code == 200, listed.content
+    assert [workspace["name"] for workspace in listed.json()["workspaces"]] == ["Personal", "Team"]
+    assert refused.status_code == 403
+    assert refused.json() == json.loads(sample(API_BACKENDS, "json", "cloudsync_scope_required").body)
+    assert fake.counters["api_calls"] == calls  # refused before CloudSync is asked
+
+
+def test_api_backends_ninja_sample_creates_a_workspace_with_the_write_scope(
+    docs_api: None, client: Client, fake: Any
+) -> None:
+    sign_in(client, scope="workspaces:write")
+
+    created = client.post("/docs/ninja/workspaces?name=Docs")
+    listed = client.get("/docs/ninja/workspaces")
+
+    assert created.status_code == 200, created.content
+    assert created.json()["name"] == "Docs"
+    assert [workspace["name"] for workspace in listed.json()["workspaces"]] == ["Personal", "Team", "Docs"]
+
+
+def test_api_backends_table_is_the_error_table() -> None:
+    rows = re.findall(
+        r"^\| [^|]+ \| (\d{3})[^|]* \| `(cloudsync_\w+)` \|", API_BACKENDS.read_text(), re.MULTILINE
+    )
+
+    assert {(int(status), code) for status, code in rows} == {
+        (answer.status, answer.code) for _, answer in responses.ERRORS
+    }
+    assert len(rows) == len(responses.ERRORS)
+
+
+def test_every_test_the_security_page_cites_exists() -> None:
+    def defined_in(*files: Path) -> list[str]:
+        source = "\n".join(file.read_text() for file in files)
+        return re.findall(r"^(?:async )?def (test_\w+)", source, flags=re.MULTILINE)
+
+    everywhere = defined_in(*(ROOT / "tests").rglob("test_*.py"))
+    cited = re.findall(r"`(tests/[\w/]+\.py(?:::\w+)?|test_[\w*]+)`", (DOCS / "security.md").read_text())
+
+    assert len(cited) >= 20  # the pattern still finds them
+    for citation in cited:
+        path, _, name = citation.partition("::") if citation.startswith("tests/") else ("", "", citation)
+        assert not path or (ROOT / path).is_file(), citation
+        if name:
+            names = defined_in(ROOT / path) if path else everywhere
+            assert fnmatch.filter(names, name), citation
+
+
 def test_every_setting_the_app_reads_is_in_the_settings_tables() -> None:
     package = ROOT / "src" / "django_cloudsync"
     source = "\n".join(path.read_text() for path in package.rglob("*.py"))
@@ -327,11 +459,12 @@ def test_every_setting_the_app_reads_is_in_the_settings_tables() -> None:
 
 
 def test_every_check_id_is_in_the_settings_page() -> None:
-    source = (ROOT / "src" / "django_cloudsync" / "checks.py").read_text()
+    package = ROOT / "src" / "django_cloudsync" / "checks"
+    source = "\n".join(path.read_text() for path in sorted(package.glob("*.py")))
     ids = set(re.findall(r'id="django_cloudsync\.([EW]\d{3})"', source))
     documented = set(re.findall(r"`(?:django_cloudsync\.)?([EW]\d{3})`", (DOCS / "settings.md").read_text()))
 
-    assert len(ids) >= 18
+    assert len(ids) >= 19
     assert ids <= documented, sorted(ids - documented)
 
 

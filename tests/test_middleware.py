@@ -214,7 +214,7 @@ def test_dead_grant_redirects_through_consent_and_back_to_the_same_url(
 
     assert response.status_code == 302
     location = response["Location"]
-    assert urlsplit(location).path == reverse("cloudsync_login")
+    assert urlsplit(location).path == reverse("cloudsync_consent")
     query = query_of(location)
     assert query["process"] == "connect"
     assert query["next"] == "/workspaces/?page=2"

@@ -238,22 +238,19 @@ def test_the_testing_pages_sample_passes_in_the_new_project(tmp_path: Path, fake
     assert "1 passed" in result.stdout
 
 
-def test_with_allauths_email_defaults_a_sign_in_works_or_start_up_stops_naming_what_to_set(
+def test_with_allauths_email_defaults_start_up_stops_at_e011_naming_what_to_set(
     tmp_path: Path, fake_url: str
 ) -> None:
+    # Without the README's EMAIL_BACKEND, allauth would mail every new user's verification link
+    # through SMTP on localhost:25: E011 stops `migrate` before anyone can try to sign in.
     with follow_the_readme(
         tmp_path, fake_url, settings_lines_left_out=r"EMAIL_BACKEND|allauth mails"
     ) as site:
         assert "EMAIL_BACKEND" not in (site.directory / "mysite" / "settings.py").read_text()
-        answers = sign_in_through_the_pages(site.url)[0] if site.url is not None else []
         log = site.output.read_text()
 
-    if site.url is None:
-        assert "django_cloudsync." in log
-        assert re.search(r"EMAIL_BACKEND|ACCOUNT_EMAIL_VERIFICATION", log), log
-        assert "Traceback" not in log
-    else:
-        assert [answer.status_code for answer in answers if answer.status_code >= 500] == []
-        assert answers[-1].url == site.url
-        assert site.rows("django_cloudsync_cloudsynctoken") == 1
-    assert '" 500 ' not in log
+    assert site.url is None, log
+    assert "django_cloudsync.E011" in log
+    assert 'ACCOUNT_EMAIL_VERIFICATION = "none"' in log
+    assert "django.core.mail.backends.console.EmailBackend" in log
+    assert "Traceback" not in log

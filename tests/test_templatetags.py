@@ -103,6 +103,43 @@ def test_connect_button_says_connect(rf: Any) -> None:
     assert form.buttons == [("submit", "Connect CloudSync")]
 
 
+def signed_in_request(rf: Any, django_user_model: Any) -> Any:
+    request = rf.get("/page/")
+    request.user = django_user_model.objects.create_user("grace")
+    return request
+
+
+def test_a_signed_in_user_gets_connect_cloudsync_without_asking(rf: Any, django_user_model: Any) -> None:
+    request = signed_in_request(rf, django_user_model)
+    html = (
+        engines["django"].from_string("{% load cloudsync %}{% cloudsync_login_button %}").render({}, request)
+    )
+
+    (form,) = forms_in(html)
+
+    assert query_of(form.action) == {"process": "connect"}
+    assert form.buttons == [("submit", "Connect CloudSync")]
+
+
+def test_a_given_process_wins_over_the_signed_in_default(rf: Any, django_user_model: Any) -> None:
+    request = signed_in_request(rf, django_user_model)
+    template = engines["django"].from_string(
+        '{% load cloudsync %}{% cloudsync_login_button process="login" %}'
+    )
+
+    (form,) = forms_in(template.render({}, request))
+
+    assert query_of(form.action) == {"process": "login"}
+    assert form.buttons == [("submit", "Sign in with CloudSync")]
+
+
+def test_the_user_in_the_context_decides_without_a_request(django_user_model: Any) -> None:
+    user = django_user_model.objects.create_user("grace")
+    template = engines["django"].from_string("{% load cloudsync %}{% cloudsync_login_button %}")
+
+    assert "Connect CloudSync" in template.render({"user": user})
+
+
 def test_next_and_scope_are_passed_on(rf: Any) -> None:
     (form,) = forms_in(
         render("{% cloudsync_login_button next='/files/?a=1&b=2' scope='files:read files:write' %}", rf)
@@ -198,6 +235,22 @@ def test_pressing_the_button_signs_in_and_goes_to_next(fake: Any) -> None:
     assert query_of(authorize["Location"])["scope"] == "workspaces:read offline_access"
     back = browser.get(consent(authorize["Location"]))
     assert back["Location"] == "/workspaces/"
+    assert browser.get("/").content.startswith(b"connected")
+
+
+def test_after_sign_in_the_same_button_connects_instead_of_signing_in_again(fake: Any) -> None:
+    browser = Client(enforce_csrf_checks=True)
+    (form,) = forms_in(browser.get("/").content)
+    browser.get(consent(browser.post(form.action, form.hidden)["Location"]))
+
+    (form,) = forms_in(browser.get("/").content)
+    authorize = browser.post(form.action, form.hidden)
+    back = browser.get(consent(authorize["Location"]))
+
+    assert form.buttons == [("submit", "Connect CloudSync")]
+    assert query_of(form.action)["process"] == "connect"
+    assert back.status_code == 302
+    assert CloudSyncToken.objects.count() == 1  # the same account, connected again, not a second one
     assert browser.get("/").content.startswith(b"connected")
 
 

@@ -17,5 +17,6 @@ urlpatterns = [
     path("connected-only/", views.connected_only, name="connected_only"),
     path("logout-then-cloudsync/", views.logout_then_cloudsync, name="logout_then_cloudsync"),
     path("login-then-cloudsync/", views.login_then_cloudsync, name="login_then_cloudsync"),
+    path("messages/", views.messages_list, name="messages"),
     path("fails-holding-a-secret/", views.fails_holding_a_secret, name="fails_holding_a_secret"),
 ]

@@ -1,6 +1,7 @@
 """Small views the tests drive, shaped like a site's own."""
 
 from django.contrib.auth import get_user_model, login, logout
+from django.contrib.messages import get_messages
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.template import engines
 from django.views.decorators.debug import sensitive_variables
@@ -84,3 +85,8 @@ SENSITIVE_VALUE_PARTS = ("at_test_", "sensitive-local-never-shown")
 def fails_holding_a_secret(request: HttpRequest) -> HttpResponse:
     token = "".join(SENSITIVE_VALUE_PARTS)
     raise RuntimeError(f"failed after reading a token of {len(token)} characters")
+
+
+def messages_list(request: HttpRequest) -> HttpResponse:
+    """The messages waiting for this browser (and so consumed), as a page would show them."""
+    return JsonResponse({"messages": [str(message) for message in get_messages(request)]})

@@ -53,7 +53,8 @@ WSGI_APPLICATION = "example.wsgi.application"
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
-        "DIRS": [],
+        # allauth's and django-cloudsync's templates overridden in the example's layout.
+        "DIRS": [BASE_DIR / "templates"],
         "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [
@@ -90,6 +91,8 @@ AUTHENTICATION_BACKENDS = [
 ]
 
 USE_TZ = True
+# Times are shown in UTC, and the pages say so (base.html's footer, "T" in the date formats).
+TIME_ZONE = "UTC"
 STATIC_URL = "static/"
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 LOGIN_REDIRECT_URL = "/"
@@ -97,6 +100,8 @@ ACCOUNT_LOGOUT_REDIRECT_URL = "/"
 ACCOUNT_EMAIL_VERIFICATION = "none"
 # Where allauth headless sends the SPA after a failed provider sign-in.
 HEADLESS_FRONTEND_URLS = {"socialaccount_login_error": "/spa/"}
+# CloudSync is the only way in: allauth offers no password sign-in, sign-up or reset.
+SOCIALACCOUNT_ONLY = True
 
 # Where the example site itself runs: the built-in fake CloudSync is served under it.
 EXAMPLE_BASE_URL = os.environ.get("EXAMPLE_BASE_URL", "http://127.0.0.1:8000").rstrip("/")

@@ -1,4 +1,5 @@
-"""Signal receivers: hold a sign-in's tokens until allauth completes the flow, then store them.
+"""Signal receivers: a sign-in in one transaction; its tokens held until allauth completes the
+flow, then stored; ``request.user.cloudsync`` again after login.
 
 allauth sends ``social_account_updated`` and ``pre_social_login`` before it decides whether a
 login or connect may proceed (the user may be inactive, the account another user's, a site's
@@ -29,6 +30,7 @@ from django.http import HttpRequest
 
 from . import conf, tokens
 from .middleware import attach
+from .socialaccount.transaction import open_sign_in_transaction
 
 #: The request attribute naming the re-connect that passed ``pre_social_login`` in this request.
 _RECONNECT_ATTRIBUTE = "_cloudsync_reconnect"
@@ -45,6 +47,8 @@ def hold_tokens_of_an_existing_account(sender: Any, sociallogin: Any = None, **k
 def hold_tokens_until_completed(
     sender: Any, request: HttpRequest | None = None, sociallogin: Any = None, **kwargs: Any
 ) -> None:
+    # allauth's pipeline starts: from here until the view returns, its writes commit together.
+    open_sign_in_transaction(request)
     if sociallogin is None:
         return
     tokens.hold_until_completed(sociallogin)
@@ -55,9 +59,15 @@ def hold_tokens_until_completed(
 
 @receiver(allauth_user_logged_in, dispatch_uid="django_cloudsync.store_on_login")
 @receiver(social_account_added, dispatch_uid="django_cloudsync.store_on_connect")
-def store_completed_sign_in(sender: Any, sociallogin: Any = None, **kwargs: Any) -> None:
+def store_completed_sign_in(sender: Any, sociallogin: Any = None, request: Any = None, **kwargs: Any) -> None:
     if isinstance(sociallogin, SocialLogin):
-        tokens.store_from_sociallogin(sociallogin)
+        _store(request, sociallogin)
+
+
+def _store(request: HttpRequest | None, sociallogin: SocialLogin) -> None:
+    if tokens.store_from_sociallogin(sociallogin) is not None and request is not None:
+        # The callback tells the user what changed (see consent.finish).
+        request._cloudsync_tokens_stored = True  # type: ignore[attr-defined]
 
 
 def store_reconnect(request: HttpRequest, accepted: Callable[[SocialLogin], bool]) -> None:
@@ -86,7 +96,7 @@ def store_reconnect(request: HttpRequest, accepted: Callable[[SocialLogin], bool
         and account.pk is not None
         and account.user_id == user.pk
     ):
-        tokens.store_from_sociallogin(sociallogin)
+        _store(request, sociallogin)
 
 
 @receiver(user_logged_in, dispatch_uid="django_cloudsync.rewrap_user_after_login")

@@ -77,7 +77,15 @@ def consent_url(request: HttpRequest, scopes: Iterable[str] = (), *, process: st
 def redirect_to_consent(
     request: HttpRequest, scopes: Iterable[str] = (), *, process: str = "connect"
 ) -> HttpResponseRedirect:
-    """A redirect through CloudSync's consent for ``scopes`` and back to this page."""
+    """A redirect through CloudSync's consent for ``scopes`` and back to this page.
+
+    A signed-in user connecting first sees the site's own page saying, in plain words, what is
+    being added (:mod:`django_cloudsync.consent`); a sign-in goes to allauth's login view.
+    """
+    if process == "connect" and request.user.is_authenticated:
+        from .consent import consent_url as consent_page_url
+
+        return HttpResponseRedirect(consent_page_url(request, scopes, next_url=current_path(request)))
     return HttpResponseRedirect(consent_url(request, scopes, process=process))
 
 

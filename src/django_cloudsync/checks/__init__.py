@@ -9,6 +9,7 @@ One registered check per concern, by subject:
 * :mod:`.provider`: ``SOCIALACCOUNT_PROVIDERS["cloudsync"]`` (W002-W005, W007, W008, E006,
   E007, E009, E010); :func:`check_provider` runs all of them but W008 at once.
 * :mod:`.api_key`: ``CLOUDSYNC_API_KEY`` (E008, W006).
+* :mod:`.mail`: allauth's verification mail on sign-up, with mail left at Django's defaults (E011).
 
 Importing this package registers them (the app config does, in ``ready()``).
 """
@@ -18,6 +19,7 @@ from __future__ import annotations
 from .api_key import check_api_key
 from .installation import check_installed_apps, check_middleware
 from .keys import check_encryption_keys
+from .mail import check_sign_up_mail
 from .provider import (
     check_app_redirect_uris,
     check_app_token_authentication,
@@ -42,6 +44,7 @@ __all__ = [
     "check_offline_access",
     "check_pkce",
     "check_provider",
+    "check_sign_up_mail",
     "check_token_storage",
     "check_urls",
 ]

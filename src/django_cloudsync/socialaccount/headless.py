@@ -35,6 +35,7 @@ from django.urls import path
 
 from .. import conf, receivers
 from . import app_tokens
+from .transaction import sign_in_transaction
 
 
 class AppCodeInput(inputs.Input):
@@ -75,12 +76,6 @@ class AppCodeView(ProviderTokenView):
 
     input_class = AppCodeInput  # type: ignore[assignment]  # allauth names its own input class
 
-    def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        response = super().post(request, *args, **kwargs)
-        # A refusal raises or answers 4xx; allauth answers an accepted re-connect with 200.
-        receivers.store_reconnect(request, lambda sociallogin: response.status_code == 200)
-        return response
-
     def _parse_json(self, request: HttpRequest) -> dict[str, Any] | None:
         # allauth's own parser answers a body that is not JSON with an empty 400, lets the
         # RecursionError of a deeply nested one through (a 500), and before 65.20 passes on a
@@ -94,6 +89,15 @@ class AppCodeView(ProviderTokenView):
         if not isinstance(data, dict):
             raise _malformed_body(request, "The body must be a JSON object.")
         return data
+
+    def post(self, request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        # The code was exchanged while the input was cleaned; what allauth writes from here
+        # commits together with the login, or not at all.
+        with sign_in_transaction(request):
+            response = super().post(request, *args, **kwargs)
+            # A refusal raises or answers 4xx; allauth answers an accepted re-connect with 200.
+            receivers.store_reconnect(request, lambda sociallogin: response.status_code == 200)
+        return response
 
 
 def _malformed_body(request: HttpRequest, message: str) -> ImmediateHttpResponse:

@@ -26,7 +26,8 @@ from django.http import HttpRequest, HttpResponse
 from django.utils.http import urlencode
 from django.views.decorators.debug import sensitive_variables
 
-from .. import conf, dialect, errors, oauth, receivers, tokens
+from .. import conf, consent, dialect, errors, oauth, receivers, tokens
+from .transaction import sign_in_transaction
 
 
 class CloudSyncOAuth2Client(OAuth2Client):
@@ -108,10 +109,16 @@ class CloudSyncCallbackView(OAuth2CallbackView):
                 request, self.adapter.get_provider(), error=AuthError.UNKNOWN
             )
         else:
-            response = super().dispatch(request, *args, **kwargs)
-            receivers.store_reconnect(
-                request, lambda sociallogin: _is_accepted_connect(request, sociallogin, response)
-            )
+            # allauth's whole pipeline (user, account, email address, tokens, the verification
+            # mail, the login) commits together or not at all.
+            with sign_in_transaction(request):
+                response = super().dispatch(request, *args, **kwargs)
+                # allauth sends no signal for a re-connect: its tokens are stored here, if accepted.
+                receivers.store_reconnect(
+                    request, lambda sociallogin: _is_accepted_connect(request, sociallogin, response)
+                )
+            # A signed-in user's connect: "CloudSync access was updated" or "not granted".
+            response = consent.finish(request, response)
         # The callback URL carries the code: keep it out of the Referer of whatever comes next.
         response["Referrer-Policy"] = "no-referrer"
         return response

@@ -17,26 +17,31 @@ register = template.Library()
 @register.inclusion_tag("cloudsync/login_button.html", takes_context=True)
 def cloudsync_login_button(
     context: template.Context,
-    process: str = "login",
+    process: str | None = None,
     next: str | None = None,  # noqa: A002  (the name allauth and Django use)
     scope: str | Iterable[str] | None = None,
     label: str | None = None,
 ) -> dict[str, Any]:
     """Render a form that POSTs to allauth's CloudSync login view (allauth wants a POST).
 
-    ``process="connect"`` connects CloudSync to the signed-in user ("Connect CloudSync").
+    ``process`` is ``"login"`` ("Sign in with CloudSync") for an anonymous user and
+    ``"connect"`` ("Connect CloudSync": add CloudSync to the account) for a signed-in one, unless
+    it is given.
     ``next`` is where to go afterwards; an address off this site is dropped here, and allauth
     checks it again. ``scope`` asks for scopes beyond ``SCOPE`` (a list, or a string separated
     by commas or spaces). ``label`` replaces the button's text, which is also its accessible
     name. Override the template ``cloudsync/login_button.html`` to change the markup; it gets
     ``action``, ``label``, ``process`` and ``csrf_token``.
     """
+    request = context.get("request")
+    if process is None:
+        user = getattr(request, "user", None) or context.get("user")
+        process = "connect" if user is not None and user.is_authenticated else "login"
     if process not in PROCESSES:
         raise template.TemplateSyntaxError(
             f"cloudsync_login_button: process must be one of {', '.join(PROCESSES)}, not {process!r}"
         )
     scopes = scope.replace(",", " ").split() if isinstance(scope, str) else [str(s) for s in scope or ()]
-    request = context.get("request")
     if label is None:
         label = gettext("Connect CloudSync") if process == "connect" else gettext("Sign in with CloudSync")
     csrf_token = context.get("csrf_token")
