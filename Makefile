@@ -2,6 +2,12 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+# The test run's strictness, as in tox.ini: Python's development mode, and deprecations and
+# unclosed resources as errors from the first import on (pyproject.toml's filterwarnings holds
+# the tests to the same). COVERAGE_FILE is absolute so that worker processes started in another
+# directory write their data beside the rest.
+TEST_ENV := PYTHONDEVMODE=1 COVERAGE_FILE=$(CURDIR)/.coverage
+STRICT_WARNINGS := -W error::DeprecationWarning -W error::PendingDeprecationWarning -W error::ResourceWarning
 
 .PHONY: demo test lint bench soak
 
@@ -17,23 +23,25 @@ demo: $(BIN)/.installed
 	@echo "\n  Open http://127.0.0.1:8000/ and click 'Sign in with CloudSync'.\n"
 	$(BIN)/python example_project/manage.py runserver 127.0.0.1:8000
 
-## make test: the whole test suite (set CLOUDSYNC_TEST_POSTGRES_URL to include PostgreSQL).
+## make test: the whole test suite (set CLOUDSYNC_TEST_POSTGRES_URL to include PostgreSQL), then
+## branch coverage, combined with whatever tox environments ran since (pyproject.toml's fail_under).
 test: $(BIN)/.installed
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(TEST_ENV) $(BIN)/python $(STRICT_WARNINGS) -m coverage run -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m coverage combine --quiet
+	$(BIN)/python -m coverage report
 
-## make lint: ruff (lint and format) and mypy --strict.
+## make lint: every pre-commit hook on every file (ruff, mypy --strict, django-upgrade, pyproject-fmt,
+## codespell), as tox -e lint and CI run them. The venv's bin/ goes first on PATH for mypy's hook.
 lint: $(BIN)/.installed
-	$(BIN)/ruff check .
-	$(BIN)/ruff format --check .
-	$(BIN)/mypy
+	PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/pre-commit run --all-files --show-diff-on-failure
 
 ## make bench: the benchmark suite's table (benchmarks/README.md).
 bench: $(BIN)/.installed
 	$(BIN)/python -m benchmarks
 
-## make soak: the soak test, short form (python -m soak --help for the long one).
+## make soak: the soak test, short form (python -m benchmarks.soak --help for the long one).
 soak: $(BIN)/.installed
-	$(BIN)/python -m soak --quick
+	$(BIN)/python -m benchmarks.soak --quick
 
 ## make docs: the documentation site (mkdocs.yml, docs/) into build/docs/, warnings as errors.
 .PHONY: docs

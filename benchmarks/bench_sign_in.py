@@ -2,7 +2,7 @@
 
 Both providers sign in the same CloudSync account through the same fake, driven like a browser:
 the site through Django's test client, the consent page over real HTTP. The baseline is
-``benchmarks.baseline``, built as allauth builds its own providers, with allauth's stock token
+``testsupport.baseline``, built as allauth builds its own providers, with allauth's stock token
 storage (``SOCIALACCOUNT_STORE_TOKENS = True``, plaintext ``SocialToken``). django-cloudsync runs
 with its documented settings (allauth's ``STORE_TOKENS`` left off: the app keeps its own rows).
 Only the callback request is counted: the login POST and the consent page are the same for both.
@@ -19,10 +19,10 @@ from django.test import Client, override_settings
 from django.urls import reverse
 
 from django_cloudsync.testing.flow import consent
-from tests import routers
+from testsupport import routers
+from testsupport.baseline import PROVIDER_ID as BASELINE_PROVIDER_ID
 
 from . import seed
-from .baseline import PROVIDER_ID as BASELINE_PROVIDER_ID
 from .context import Context
 from .measure import QueryCounter
 from .report import Row

@@ -17,7 +17,7 @@ from allauth.socialaccount.models import SocialToken
 from django.conf import settings
 from django.utils import timezone
 
-from .baseline import PROVIDER_ID
+from testsupport.baseline import PROVIDER_ID
 
 TIMEOUT = (5.0, 10.0)
 REFRESH_LEEWAY = timedelta(seconds=60)

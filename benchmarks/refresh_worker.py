@@ -39,8 +39,8 @@ def main(config_path: str) -> None:
     from django.db import connections
 
     from benchmarks import handrolled
-    from benchmarks.baseline import PROVIDER_ID as BASELINE_PROVIDER_ID
     from django_cloudsync.sources import client_for
+    from testsupport.baseline import PROVIDER_ID as BASELINE_PROVIDER_ID
 
     mode: str = config["mode"]
     user_pk: int = config["user_pk"]

@@ -12,8 +12,7 @@ from django.utils import timezone
 
 from django_cloudsync.models import CloudSyncToken
 from django_cloudsync.testing import FakeCloudSync
-
-from .baseline import PROVIDER_ID as BASELINE_PROVIDER_ID
+from testsupport.baseline import PROVIDER_ID as BASELINE_PROVIDER_ID
 
 APP_PROVIDER_ID = "cloudsync"
 

@@ -19,8 +19,10 @@ import tempfile
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from benchmarks.baseline import PROVIDER_ID as BASELINE_PROVIDER_ID
-from benchmarks.baseline import provider_settings as baseline_provider_settings
+import django
+
+from testsupport.baseline import PROVIDER_ID as BASELINE_PROVIDER_ID
+from testsupport.baseline import provider_settings as baseline_provider_settings
 
 BENCH_DIR = Path(os.environ.get("CLOUDSYNC_BENCH_DIR") or tempfile.gettempdir())
 FAKE_URL = os.environ.get("CLOUDSYNC_BENCH_FAKE_URL", "http://127.0.0.1:9").rstrip("/")
@@ -44,7 +46,7 @@ INSTALLED_APPS = [
     "allauth.account",
     "allauth.socialaccount",
     "django_cloudsync",
-    "benchmarks.baseline",
+    "testsupport.baseline",
 ]
 
 MIDDLEWARE = [
@@ -100,10 +102,14 @@ if _postgres_url and _postgres_db:
         "PORT": str(_url.port or 5432),
     }
 
-DATABASE_ROUTERS = ["tests.routers.SelectableDatabaseRouter"]
+DATABASE_ROUTERS = ["testsupport.routers.SelectableDatabaseRouter"]
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+# Django 6.1 replaces EMAIL_BACKEND with MAILERS and warns (an error in the tests) on the old one.
+if django.VERSION >= (6, 1):
+    MAILERS = {"default": {"BACKEND": "django.core.mail.backends.locmem.EmailBackend"}}
+else:
+    EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
 ACCOUNT_EMAIL_VERIFICATION = "none"
 
 SOCIALACCOUNT_PROVIDERS = {

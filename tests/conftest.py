@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 from hypothesis import settings as hypothesis_settings
 
-from tests import routers
 from tests.helpers import RESPONSE_LIMIT
+from testsupport import routers
 
 # The property tests (tests/hostile/) take their example counts from these profiles: about a hundred
 # examples each while working, a thousand in CI (HYPOTHESIS_PROFILE=ci). Loaded here, before any

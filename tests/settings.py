@@ -12,6 +12,8 @@ import tempfile
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import django
+
 BASE_DIR = Path(__file__).resolve().parent
 
 SECRET_KEY = "tests-only-not-secret"
@@ -91,10 +93,14 @@ if _postgres_url:
         "TEST": {"NAME": f"test_cloudsync_{os.getpid()}"},
     }
 
-DATABASE_ROUTERS = ["tests.routers.SelectableDatabaseRouter"]
+DATABASE_ROUTERS = ["testsupport.routers.SelectableDatabaseRouter"]
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
-EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
+# Django 6.1 replaces EMAIL_BACKEND with MAILERS and warns (an error in the tests) on the old one.
+if django.VERSION >= (6, 1):
+    MAILERS = {"default": {"BACKEND": "django.core.mail.backends.locmem.EmailBackend"}}
+else:
+    EMAIL_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
 
 ACCOUNT_EMAIL_VERIFICATION = "none"
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import re
 import struct
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -296,11 +296,11 @@ def test_the_brand_colour_is_a_custom_property_a_site_can_override(page: Page, s
 def test_screenshots_of_the_sign_in_pages(page: Page, site: ExampleServer, tmp_path: Path) -> None:
     target = screenshot_dir(tmp_path)
     page.set_viewport_size({"width": 960, "height": 600})
-    shots = {
+    shots: dict[str, Callable[[], object]] = {
         "login-button.png": lambda: page.goto(site.url + "/"),
         "consent.png": lambda: open_consent(page, site),
         "signed-in.png": lambda: (
-            page.get_by_role("button", name="Allow").click(),
+            page.get_by_role("button", name="Allow").click(),  # type: ignore[func-returns-value]  # a tuple: two steps in one lambda
             expect()(page.get_by_role("heading", name="Your workspaces")).to_be_visible(),
         ),
         "consent-page.png": lambda: (

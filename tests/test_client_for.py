@@ -97,11 +97,15 @@ def test_of_several_accounts_the_most_recently_updated_one_is_used(client: Clien
     user = User.objects.get()
     assert CloudSyncToken.objects.filter(social_account__user=user).count() == 2
 
-    assert client_for(user).me()["id"] == "usr_bob"  # connected last
+    bob = client_for(user)
+    assert bob is not None
+    assert bob.me()["id"] == "usr_bob"  # connected last
 
     tokens.refresh_if_expired(expire(ada))  # saving the row updates it
 
-    assert client_for(user).me()["id"] == "usr_ada"
+    refreshed_last = client_for(user)
+    assert refreshed_last is not None
+    assert refreshed_last.me()["id"] == "usr_ada"
 
 
 def test_another_users_account_is_never_used(client: Client, fake: Any, django_user_model: Any) -> None:

@@ -5,7 +5,7 @@ building a provider, and one token refresh for a burst of threads using the clie
 are only reported, by ``python -m benchmarks``, never asserted.
 
 This module doubles as the URLconf of its sign-in tests: the baseline provider of
-``benchmarks.baseline`` is not an installed app of the test site, so its URLs are added here.
+``testsupport.baseline`` is not an installed app of the test site, so its URLs are added here.
 """
 
 from __future__ import annotations
@@ -23,16 +23,16 @@ from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.urls import include, path, reverse
 
-from benchmarks.baseline import PROVIDER_ID as BASELINE_PROVIDER_ID
-from benchmarks.baseline import provider_settings as baseline_provider_settings
-from benchmarks.baseline.provider import BaselineProvider
 from django_cloudsync import http
 from django_cloudsync.sources import client_for
 from django_cloudsync.testing.flow import consent, sign_in
 from tests.helpers import expire, signed_in
+from testsupport.baseline import PROVIDER_ID as BASELINE_PROVIDER_ID
+from testsupport.baseline import provider_settings as baseline_provider_settings
+from testsupport.baseline.provider import BaselineProvider
 
 urlpatterns = [
-    path("accounts/", include("benchmarks.baseline.urls")),
+    path("accounts/", include("testsupport.baseline.urls")),
     path("", include("tests.urls")),
 ]
 

@@ -136,7 +136,7 @@ def test_a_key_ring_decrypts_with_every_key_and_encrypts_with_the_first() -> Non
 
 
 def test_one_key_given_bare_is_a_ring_of_one() -> None:
-    assert TokenCipher(OLD_KEY).key_ids == TokenCipher([OLD_KEY]).key_ids  # type: ignore[arg-type]
+    assert TokenCipher(OLD_KEY).key_ids == TokenCipher([OLD_KEY]).key_ids
 
 
 def test_an_empty_ring_is_a_configuration_error() -> None:

@@ -17,6 +17,7 @@ from django_cloudsync.decorators import cloudsync_required
 from django_cloudsync.models import CloudSyncToken
 from django_cloudsync.testing.flow import follow_consent
 from tests.helpers import query_of, signed_in
+from tests.views import ConnectedRequest
 
 pytestmark = pytest.mark.django_db
 
@@ -59,7 +60,8 @@ def connected_with(scopes: list[str]) -> Any:
 def call(view: Any, rf: Any, user: Any, path: str = "/somewhere/?x=1") -> HttpResponse:
     request = rf.get(path)
     request.user = user
-    return view(request)
+    response: HttpResponse = view(request)
+    return response
 
 
 def ok(request: HttpRequest) -> HttpResponse:
@@ -196,7 +198,7 @@ def test_decorated_view_gets_request_user_cloudsync_without_the_middleware(rf: A
     seen: dict[str, Any] = {}
 
     @cloudsync_required
-    def view(request: HttpRequest) -> HttpResponse:
+    def view(request: ConnectedRequest) -> HttpResponse:
         seen["scopes"] = request.user.cloudsync.scopes
         return HttpResponse()
 

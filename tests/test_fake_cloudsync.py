@@ -148,7 +148,8 @@ def sign_in(
     code = decide(http, url, scope=scope)["code"]
     response = exchange(http, url, code)
     assert response.status_code == 200, response.text
-    return response.json()
+    body: dict[str, Any] = response.json()
+    return body
 
 
 def call(

@@ -23,8 +23,8 @@ pytestmark = pytest.mark.django_db
 
 APP_CODE_URL = "/accounts/cloudsync/app/code"
 APP_REDIRECT_URI = "com.example.cloudsync:/oauth2redirect"
-MOBILE = {"client_id": "mobile-app", "secret": "mobile-secret", "settings": {"hidden": True}}
-SECOND = {"client_id": "second-site-app", "secret": "second-site-secret"}
+MOBILE: dict[str, Any] = {"client_id": "mobile-app", "secret": "mobile-secret", "settings": {"hidden": True}}
+SECOND: dict[str, Any] = {"client_id": "second-site-app", "secret": "second-site-secret"}
 
 
 def with_apps(settings: Any, fake: Any, *apps: dict[str, Any]) -> None:

@@ -56,7 +56,8 @@ def errors_of(response: Any) -> list[dict[str, Any]]:
     assert response.status_code == 400, response.content
     body = response.json()
     assert body["status"] == 400
-    return body["errors"]
+    found: list[dict[str, Any]] = body["errors"]
+    return found
 
 
 def app_signed_in_with_a_password(client: Client) -> tuple[Any, str]:
@@ -134,10 +135,12 @@ def test_spa_sign_in_returns_to_the_spa_signed_in_with_tokens_stored_encrypted(
     token = CloudSyncToken.objects.get()
     assert token.account_id == "usr_ada"
     assert token.access_token().startswith("at_test_")
-    assert token.refresh_token().startswith("rt_test_")
+    refresh_token = token.refresh_token()
+    assert refresh_token is not None
+    assert refresh_token.startswith("rt_test_")
     assert not SocialToken.objects.exists()
     assert stored_anywhere(token.access_token()) == []
-    assert stored_anywhere(token.refresh_token()) == []
+    assert stored_anywhere(refresh_token) == []
 
 
 def test_spa_deny_returns_to_the_spa_with_the_error(client: Client, fake: Any) -> None:
@@ -374,7 +377,9 @@ def test_site_calls_cloudsync_with_the_apps_token(client: Client, fake: Any) -> 
         client, app_token_body({"client_id": fake.client_id, "access_token": issued["access_token"]})
     )
 
-    workspaces = client_for(User.objects.get()).workspaces()
+    cloudsync = client_for(User.objects.get())
+    assert cloudsync is not None
+    workspaces = cloudsync.workspaces()
 
     assert [workspace["name"] for workspace in workspaces] == ["Personal", "Team"]
 
@@ -630,7 +635,9 @@ def test_app_code_gives_the_site_its_own_grant_with_a_refresh_token(client: Clie
     assert token.scopes == ["workspaces:read", "offline_access"]
     fake.expire_access_tokens()
 
-    workspaces = client_for(token.user).workspaces()
+    cloudsync = client_for(token.user)
+    assert cloudsync is not None
+    workspaces = cloudsync.workspaces()
 
     assert [workspace["name"] for workspace in workspaces] == ["Personal", "Team"]
     assert fake.counters["refreshes"] == 1
@@ -639,10 +646,12 @@ def test_app_code_gives_the_site_its_own_grant_with_a_refresh_token(client: Clie
 def test_app_code_tokens_are_stored_only_encrypted(client: Client, fake: Any) -> None:
     post_app_code(client, app_code_body(authorized_app(fake)))
     token = CloudSyncToken.objects.get()
+    refresh_token = token.refresh_token()
 
+    assert refresh_token is not None
     assert not SocialToken.objects.exists()
     assert stored_anywhere(token.access_token()) == []
-    assert stored_anywhere(token.refresh_token()) == []
+    assert stored_anywhere(refresh_token) == []
 
 
 def test_app_code_of_a_returning_user_signs_in_the_same_user(client: Client, fake: Any) -> None:
@@ -906,7 +915,9 @@ def test_an_app_sign_in_that_needs_a_signup_form_keeps_only_a_sealed_token_until
     token = CloudSyncToken.objects.get()
     assert token.user.email == "ada.lovelace@example.com"
     assert (token.refresh_token() is not None) == (way == "code")
-    assert client_for(token.user).me()["id"] == "usr_ada"
+    cloudsync = client_for(token.user)
+    assert cloudsync is not None
+    assert cloudsync.me()["id"] == "usr_ada"
 
 
 @pytest.mark.parametrize("returning", [False, True], ids=["new-user", "returning-user"])

@@ -119,7 +119,7 @@ def test_first_read_costs_one_query_and_the_second_none(
     request.user = user
     seen: dict[str, Any] = {}
 
-    def view(request: HttpRequest) -> HttpResponse:
+    def view(request: Any) -> HttpResponse:  # the middleware's request: its user has cloudsync
         with django_assert_num_queries(1):
             seen["first"] = request.user.cloudsync
         with django_assert_num_queries(0):
@@ -143,7 +143,7 @@ def test_reading_cloudsync_loads_a_lazy_user_once(
     request.user = SimpleLazyObject(lambda: User.objects.get(pk=user_id))
     seen: dict[str, Any] = {}
 
-    def view(request: HttpRequest) -> HttpResponse:
+    def view(request: Any) -> HttpResponse:  # the middleware's request: its user has cloudsync
         with django_assert_num_queries(2):  # the user, then the token row
             seen["client"] = request.user.cloudsync
         with django_assert_num_queries(0):
@@ -304,12 +304,12 @@ def test_reloading_request_user_drops_the_cached_client(client: Client, fake: An
     # allauth's headless API reloads the user this way after it swaps in the app's session.
     signed_in(client)
     ada = User.objects.get()
-    current = {"user": AnonymousUser()}
+    current: dict[str, Any] = {"user": AnonymousUser()}
     request = rf.get("/")
     request.user = SimpleLazyObject(lambda: current["user"])
     seen: list[Any] = []
 
-    def view(request: HttpRequest) -> HttpResponse:
+    def view(request: Any) -> HttpResponse:  # the middleware's request: its user has cloudsync
         seen.append(request.user.cloudsync)
         current["user"] = ada
         request.user._wrapped = empty
@@ -369,7 +369,7 @@ def test_error_pages_hide_sensitive_variables_even_with_debug_on(
     response = client.get("/fails-holding-a-secret/")
 
     assert response.status_code == 500
-    reporter = ExceptionReporter(response.wsgi_request, *response.exc_info)
+    reporter = ExceptionReporter(response.wsgi_request, *response.exc_info)  # type: ignore[attr-defined]  # set by the test client, missing from the stubs
     report = reporter.get_traceback_text()
     assert "failed after reading a token" in report  # a real report of this failure
     secret = "".join(views.SENSITIVE_VALUE_PARTS)

@@ -37,6 +37,7 @@ def test_a_short_lived_token_just_received_is_not_refreshed(client: Any, fake: A
     token = signed_in(client)
 
     assert not token.is_expiring()  # the leeway is capped at half the lifetime: 2 s
+    assert token.expires_at is not None
     assert token.is_expiring(now=token.expires_at - timedelta(seconds=1.5))
 
 
@@ -86,7 +87,7 @@ def test_a_refresh_without_refresh_token_or_scope_keeps_the_old_ones(client: Any
     ],
 )
 def test_a_failed_refresh_keeps_the_stored_tokens(
-    client: Any, fake: Any, settings: Any, fault: str, error: type[Exception]
+    client: Any, fake: Any, settings: Any, fault: str, error: type[errors.CloudSyncError]
 ) -> None:
     settings.CLOUDSYNC_TIMEOUT = 0.3
     fake.timeout_delay = 0.6
@@ -193,7 +194,7 @@ def run_workers(
 ) -> Any:
     from django.conf import settings
 
-    config = {
+    config: dict[str, Any] = {
         "database": {**connections[alias].settings_dict},
         "providers": settings.SOCIALACCOUNT_PROVIDERS,
         "token_id": str(token.pk),

@@ -98,7 +98,7 @@ def test_rotation_moves_every_token_to_the_new_key_so_the_old_key_can_go(
 ) -> None:
     settings.CLOUDSYNC_ENCRYPTION_KEYS = [OLD_KEY]
     ada = signed_in(client)
-    plaintexts = make_rows(25)
+    plaintexts: dict[uuid.UUID, tuple[str, str | None]] = {**make_rows(25)}
     plaintexts[ada.pk] = (ada.access_token(), ada.refresh_token())
     before = {row.pk: (row.version, row.updated_at) for row in CloudSyncToken.objects.all()}
 

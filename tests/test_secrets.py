@@ -28,6 +28,7 @@ from django_cloudsync.sources import StoredTokenSource, client_for
 from django_cloudsync.testing.flow import consent, start
 from tests import urls as site_urls
 from tests.helpers import JSON_HEADERS, expire, signed_in
+from tests.views import ConnectedRequest
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -35,11 +36,11 @@ pytestmark = pytest.mark.django_db(transaction=True)
 # Views that use CloudSync the way a site's views do, and let whatever goes wrong escape.
 
 
-def me(request: HttpRequest) -> HttpResponse:
+def me(request: ConnectedRequest) -> HttpResponse:
     return JsonResponse(request.user.cloudsync.me())
 
 
-def workspaces(request: HttpRequest) -> HttpResponse:
+def workspaces(request: ConnectedRequest) -> HttpResponse:
     return JsonResponse({"workspaces": request.user.cloudsync.workspaces()})
 
 
@@ -165,7 +166,7 @@ def error_reports(client: Client, url: str, caplog: pytest.LogCaptureFixture) ->
     caplog.set_level(logging.ERROR, logger="django.request")
     response = client.get(url)
     assert response.status_code == 500
-    reporter = ExceptionReporter(response.wsgi_request, *response.exc_info)
+    reporter = ExceptionReporter(response.wsgi_request, *response.exc_info)  # type: ignore[attr-defined]  # set by the test client, missing from the stubs
     return {
         "the 500 page": response.content.decode(),
         "the text report": reporter.get_traceback_text(),  # as mailed to ADMINS
@@ -224,6 +225,7 @@ def test_an_unexpected_failure_inside_a_refresh_by_the_client_shows_no_secret_in
 def refresh_view(request: HttpRequest) -> HttpResponse:
     """A site's view that refreshes its user's token itself, as the admin's "Refresh now" does."""
     token = tokens.refresh_if_expired(CloudSyncToken.objects.get(social_account__user=request.user))
+    assert token.expires_at is not None
     return JsonResponse({"expires_at": token.expires_at.isoformat()})
 
 
@@ -273,7 +275,7 @@ def test_an_unexpected_failure_inside_the_admins_refresh_now_shows_no_secret_in_
         )
 
     assert response.status_code == 500
-    reporter = ExceptionReporter(response.wsgi_request, *response.exc_info)
+    reporter = ExceptionReporter(response.wsgi_request, *response.exc_info)  # type: ignore[attr-defined]  # set by the test client, missing from the stubs
     reports = {
         "the 500 page": response.content.decode(),
         "the text report": reporter.get_traceback_text(),
@@ -361,6 +363,7 @@ def test_the_repr_of_the_objects_around_a_token_shows_no_secret(
 def test_errors_raised_by_real_failures_show_no_secret(client: Client, fake: Any, secrets: Secrets) -> None:
     row = sign_in_collecting(client, secrets)
     spent_refresh_token = row.refresh_token()
+    assert spent_refresh_token is not None
     raised: list[errors.CloudSyncError] = []
     row = tokens.refresh_if_expired(expire(row))  # spends the first refresh token
     secrets.add_row(row)
@@ -369,7 +372,7 @@ def test_errors_raised_by_real_failures_show_no_secret(client: Client, fake: Any
             refresh_token=spent_refresh_token, client_id=fake.client_id, client_secret=fake.client_secret
         ),
         lambda: oauth.refresh(
-            refresh_token=row.refresh_token(), client_id=fake.client_id, client_secret="wrong-secret"
+            refresh_token=row.refresh_token() or "", client_id=fake.client_id, client_secret="wrong-secret"
         ),
         lambda: CloudSync(access_token="at_test_not-a-token-cloudsync-knows").me(),
     ):

@@ -90,7 +90,9 @@ def test_first_sign_in_creates_the_user_and_stores_tokens_encrypted(client: Any,
     assert token.scopes == ["workspaces:read", "offline_access"]
     assert token.lifetime == 3600
     assert token.access_token().startswith("at_test_")
-    assert token.refresh_token().startswith("rt_test_")
+    refresh_token = token.refresh_token()
+    assert refresh_token is not None
+    assert refresh_token.startswith("rt_test_")
     assert client.get("/").content.startswith(b"connected")
 
 
@@ -117,7 +119,8 @@ def test_no_plaintext_token_outside_our_table(client: Any, fake: Any) -> None:
     sign_in(client)
 
     token = CloudSyncToken.objects.get()
-    secrets = [token.access_token(), token.refresh_token()]
+    secrets = [token.access_token(), token.refresh_token() or ""]
+    assert all(secrets)
     assert not SocialToken.objects.exists()
     account = SocialAccount.objects.get()
     for secret in secrets:

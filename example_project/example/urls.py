@@ -7,6 +7,7 @@ from .api import api
 urlpatterns = [
     path("", views.home, name="home"),
     path("workspaces/new/", views.new_workspace, name="new_workspace"),
+    path("workspaces/async/", views.async_workspaces, name="async_workspaces"),
     path("api/workspaces/", views.workspaces_json, name="workspaces_json"),
     path("accounts/", include("allauth.urls")),
     # The single-page app (static/example/spa.html) and what it talks to.

@@ -85,3 +85,22 @@ def new_workspace(request: HttpRequest) -> HttpResponse:
 def spa(request: HttpRequest) -> FileResponse:
     """The single-page app: a static file, no template (``static/example/spa.html``)."""
     return FileResponse((Path(__file__).parent / "static" / "example" / "spa.html").open("rb"))
+
+
+@cloudsync_required
+async def async_workspaces(request: Any) -> HttpResponse:
+    """The workspace list as an ``async def`` view (serve it with ``uvicorn example.asgi:application``).
+
+    ``await request.user.acloudsync()`` is ``request.user.cloudsync`` for async views: the same
+    client, the token row read by Django's async ORM; ``aworkspaces()`` is the async twin of
+    ``workspaces()``. Nothing blocks the event loop, and no thread waits for CloudSync.
+    """
+    client = await request.user.acloudsync()
+    context: dict[str, Any] = {}
+    try:
+        context["workspaces"] = await client.aworkspaces()
+    except errors.ReauthorizationRequired:
+        raise  # the decorator sends the user through CloudSync's consent and back here
+    except errors.CloudSyncError as exc:
+        context["error"] = friendly_message(exc)
+    return render(request, "example/async_workspaces.html", context)

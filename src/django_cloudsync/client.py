@@ -6,12 +6,18 @@
     CloudSync(access_token="at_test_...")   # a bare OAuth access token
     CloudSync(token_source=source)          # a user's stored token, refreshed as needed
 
-Every request goes through :func:`django_cloudsync.http.send` (one pooled session, timeouts,
-bounded bodies, no redirects), driven by a :class:`~django_cloudsync.policy.ApiCall`: the policy
+Every call has an async twin on the same object, named the Django way (``await client.ame()``,
+``aworkspaces()``, ``aget()``, ``apost()``, ``aput()``, ``apatch()``, ``adelete()``). A sync call
+goes through :func:`django_cloudsync.http.send` (one pooled ``requests`` session per process), an
+async one through :func:`django_cloudsync.http.asend` (one pooled ``httpx.AsyncClient`` per event
+loop); both transports keep the same bounds (timeouts, a total deadline, bounded bodies, no
+redirects), and both drivers below drive the same :class:`~django_cloudsync.policy.ApiCall`: the policy
 that decides where a credential may go (only to the configured API host, over HTTPS unless it is
 a loopback address or ``DEBUG`` is on, only in the ``Authorization`` header), maps CloudSync's
 answers to :mod:`~django_cloudsync.errors`, retries idempotent calls with backoff, and refreshes
-a rejected user token once. This module holds the configuration, the calls, and the sync loop.
+a rejected user token once, all within one ``CLOUDSYNC_DEADLINE`` per call. This module holds
+the configuration, the calls, and the two drivers (which only send, sleep and refresh: every
+decision is the policy's).
 
 Secrets never leave through ``repr()``, logs, exception messages or Django's error reports:
 the functions whose locals hold one are marked with ``sensitive_variables``, and network errors
@@ -20,11 +26,12 @@ lose the library frames (whose locals hold the request headers) before they reac
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Callable, Mapping
-from typing import Any, Final, Protocol
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, Final, Protocol, runtime_checkable
 
-import requests
+from asgiref.sync import sync_to_async
 from django.conf import settings
 from django.views.decorators.debug import sensitive_variables
 
@@ -33,6 +40,8 @@ from . import conf, dialect, errors, http, policy, wire
 #: The sleep between retries. Module-level and looked up at call time so tests can replace it
 #: (or pass ``sleep=`` to :class:`CloudSync`) to run fast and count the waits.
 _sleep: Callable[[float], None] = time.sleep
+#: The async twins' sleep between retries (never a blocking one in the event loop); replaceable alike.
+_asleep: Callable[[float], Awaitable[None]] = asyncio.sleep
 
 
 class TokenSource(Protocol):
@@ -52,12 +61,30 @@ class TokenSource(Protocol):
         ...
 
 
+@runtime_checkable
+class AsyncTokenSource(TokenSource, Protocol):
+    """A token source with async twins, which the client's async calls await instead.
+
+    The twins must not block the event loop. A source without them still works with the async
+    calls: its sync methods then run in a worker thread (``sync_to_async(thread_sensitive=False)``).
+    """
+
+    async def aget_access_token(self) -> str:
+        """:meth:`TokenSource.get_access_token`, awaitable."""
+        ...
+
+    async def arefresh_after_rejection(self, rejected_token: str) -> str:
+        """:meth:`TokenSource.refresh_after_rejection`, awaitable."""
+        ...
+
+
 class CloudSync:
     """A client for CloudSync's API. Give exactly one of ``api_key``, ``access_token``, ``token_source``.
 
-    ``base_url``, ``timeout`` and ``max_retries`` default to the settings, read at call time.
-    ``backoff`` is the first retry's delay in seconds (doubled per retry, capped at
-    :attr:`BACKOFF_CAP`); ``sleep`` replaces ``time.sleep`` between retries.
+    ``base_url``, ``timeout``, ``max_retries`` and ``deadline`` (seconds one call may take in all,
+    retries included) default to the settings, read at call time. ``backoff`` is the first retry's
+    delay in seconds (doubled per retry, capped at :attr:`BACKOFF_CAP`); ``sleep`` replaces
+    ``time.sleep`` between retries, and ``asleep`` the async twins' ``asyncio.sleep``.
     """
 
     #: Longest wait between two retries computed from the backoff alone.
@@ -76,6 +103,8 @@ class CloudSync:
         max_retries: int | None = None,
         backoff: float | None = None,
         sleep: Callable[[float], None] | None = None,
+        asleep: Callable[[float], Awaitable[None]] | None = None,
+        deadline: float | None = None,
     ) -> None:
         credentials = {"api_key": api_key, "access_token": access_token, "token_source": token_source}
         given = [name for name, value in credentials.items() if value is not None]
@@ -111,6 +140,10 @@ class CloudSync:
             raise ValueError("backoff must not be negative")
         self._backoff = self.DEFAULT_BACKOFF if backoff is None else float(backoff)
         self._sleep_fn = sleep
+        self._asleep_fn = asleep
+        if deadline is not None and not deadline > 0:
+            raise ValueError("deadline must be a positive number of seconds")
+        self._deadline = deadline
 
     # -- configuration read at call time -------------------------------------------------
 
@@ -123,6 +156,11 @@ class CloudSync:
     def timeout(self) -> tuple[float, float]:
         """The (connect, read) timeout of each attempt."""
         return self._timeout if self._timeout is not None else conf.timeout()
+
+    @property
+    def deadline(self) -> float:
+        """Seconds one call may take in all: every attempt, and the waits between them."""
+        return self._deadline if self._deadline is not None else conf.deadline()
 
     @property
     def max_retries(self) -> int:
@@ -189,9 +227,56 @@ class CloudSync:
         """``DELETE`` a relative API path."""
         return self._request("DELETE", path)
 
-    # -- the machinery: the sync driver of policy.ApiCall -------------------------------
+    # -- the async twins ------------------------------------------------------------------
 
-    @sensitive_variables("token", "headers")
+    async def ame(self) -> dict[str, Any]:
+        """:meth:`me`, awaitable."""
+        return policy.me_from(await self.aget(dialect.ME_PATH))
+
+    async def aworkspaces(self) -> list[dict[str, Any]]:
+        """:meth:`workspaces`, awaitable."""
+        return policy.workspaces_from(await self.aget(dialect.WORKSPACES_PATH))
+
+    async def aget(self, path: str, params: Mapping[str, Any] | None = None) -> Any:
+        """:meth:`get`, awaitable."""
+        return await self._arequest("GET", path, params=params)
+
+    async def apost(self, path: str, json: Any = None) -> Any:
+        """:meth:`post`, awaitable. Never retried."""
+        return await self._arequest("POST", path, json_body=json)
+
+    async def aput(self, path: str, json: Any = None) -> Any:
+        """:meth:`put`, awaitable."""
+        return await self._arequest("PUT", path, json_body=json)
+
+    async def apatch(self, path: str, json: Any = None) -> Any:
+        """:meth:`patch`, awaitable. Never retried."""
+        return await self._arequest("PATCH", path, json_body=json)
+
+    async def adelete(self, path: str) -> Any:
+        """:meth:`delete`, awaitable."""
+        return await self._arequest("DELETE", path)
+
+    # -- the machinery: two drivers of one policy.ApiCall --------------------------------
+
+    def _call(
+        self, method: str, path: str, *, params: Mapping[str, Any] | None, json_body: Any
+    ) -> policy.ApiCall:
+        """The policy of one call, its URL checked before any credential moves."""
+        return policy.ApiCall(
+            method,
+            path,
+            url=policy.api_url(self.base_url, path, debug=settings.DEBUG),
+            params=params,
+            json_body=json_body,
+            timeout=self.timeout,
+            max_retries=self.max_retries,
+            backoff=self._backoff,
+            refreshable=self._token_source is not None,
+            deadline=self.deadline,
+        )
+
+    @sensitive_variables("token")
     def _request(
         self,
         method: str,
@@ -200,60 +285,99 @@ class CloudSync:
         params: Mapping[str, Any] | None = None,
         json_body: Any = None,
     ) -> Any:
-        call = policy.ApiCall(
-            method,
-            path,
-            url=policy.api_url(self.base_url, path, debug=settings.DEBUG),  # before any credential moves
-            params=params,
-            json_body=json_body,
-            timeout=self.timeout,
-            max_retries=self.max_retries,
-            backoff=self._backoff,
-            refreshable=self._token_source is not None,
-        )
+        call = self._call(method, path, params=params, json_body=json_body)
         token = self._current_token()
         while True:
-            headers = call.headers(token)
-            try:
-                decision = call.on_answer(self._send(call, headers), token)
-            except policy.RETRYABLE as exc:
-                delay = call.retry_delay(exc)
-                if delay is None:
-                    # Raise from here with a fresh traceback: only this module's frames, whose
-                    # secret-holding locals are marked sensitive.
-                    raise exc.with_traceback(None) from exc.__cause__
+            step = call.advance(self._send(call, token), token)
+            if isinstance(step, policy.Answer):
+                return step.value
+            if isinstance(step, policy.Wait):
                 sleep = self._sleep_fn if self._sleep_fn is not None else _sleep
-                sleep(delay)
+                sleep(step.seconds)
                 continue
-            if isinstance(decision, policy.Answer):
-                return decision.value
             assert self._token_source is not None  # only a refreshable call asks for a refresh
             token = policy.checked_token(self._token_source.refresh_after_rejection(token))
 
-    @sensitive_variables("headers")
-    def _send(self, call: policy.ApiCall, headers: dict[str, str]) -> requests.Response:
-        """One attempt through the pooled session."""
+    @sensitive_variables("token")
+    def _send(self, call: policy.ApiCall, token: str) -> http.Reply | errors.CloudSyncError:
+        """One attempt through the pooled session: the answer, or the transport's typed error."""
         try:
             return http.send(
                 call.method,
                 call.url,
-                headers=headers,
+                headers=call.headers(token),
                 json_body=call.json_body,
                 params=call.params,
                 timeout=call.timeout,
+                deadline=call.deadline,
             )
         except errors.CloudSyncError as exc:
-            call.on_failure(exc)
-            # The frames below here (http.send, requests, urllib3) hold the headers in their
-            # locals: error reports must not get to print them.
-            http.drop_tracebacks(exc)
-            raise exc.with_traceback(None) from exc.__cause__
+            return exc
+
+    @sensitive_variables("credential", "token")
+    async def _arequest(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        json_body: Any = None,
+    ) -> Any:
+        call = self._call(method, path, params=params, json_body=json_body)
+        # The token only ever in a Credential here (see policy.Credential): a coroutine's locals.
+        credential = policy.Credential(await self._acurrent_token())
+        while True:
+            step = call.advance(await self._asend(call, credential), credential.value)
+            if isinstance(step, policy.Answer):
+                return step.value
+            if isinstance(step, policy.Wait):
+                asleep = self._asleep_fn if self._asleep_fn is not None else _asleep
+                await asleep(step.seconds)
+                continue
+            credential = policy.Credential(await self._arefreshed_token(credential))
+
+    @sensitive_variables("credential")
+    async def _asend(
+        self, call: policy.ApiCall, credential: policy.Credential
+    ) -> http.Reply | errors.CloudSyncError:
+        """One attempt through this event loop's pooled client."""
+        try:
+            return await http.asend(
+                call.method,
+                call.url,
+                headers=call.headers(credential.value),
+                json_body=call.json_body,
+                params=call.params,
+                timeout=call.timeout,
+                deadline=call.deadline,
+            )
+        except errors.CloudSyncError as exc:
+            return exc
 
     def _current_token(self) -> str:
         if self._token_source is None:
             assert self._secret is not None
             return self._secret
         return policy.checked_token(self._token_source.get_access_token())
+
+    async def _acurrent_token(self) -> str:
+        source = self._token_source
+        if source is None:
+            assert self._secret is not None
+            return self._secret
+        if isinstance(source, AsyncTokenSource):
+            return policy.checked_token(await source.aget_access_token())
+        # No async twin: the sync method (database, HTTP) runs in a worker thread, never in the loop.
+        return policy.checked_token(await sync_to_async(source.get_access_token, thread_sensitive=False)())
+
+    @sensitive_variables("credential")
+    async def _arefreshed_token(self, credential: policy.Credential) -> str:
+        source = self._token_source
+        assert source is not None  # only a refreshable call asks for a refresh
+        if isinstance(source, AsyncTokenSource):
+            return policy.checked_token(await source.arefresh_after_rejection(credential.value))
+        refresh = sync_to_async(source.refresh_after_rejection, thread_sensitive=False)
+        return policy.checked_token(await refresh(credential.value))
 
 
 @sensitive_variables("key")
@@ -273,4 +397,4 @@ def app_client() -> CloudSync:
 
 IDEMPOTENT_METHODS = policy.IDEMPOTENT_METHODS
 
-__all__ = ["IDEMPOTENT_METHODS", "CloudSync", "TokenSource", "app_client"]
+__all__ = ["IDEMPOTENT_METHODS", "AsyncTokenSource", "CloudSync", "TokenSource", "app_client"]

@@ -3,6 +3,12 @@
 Every value is read when it is needed, never at import time, so ``override_settings`` and
 pytest-django's ``settings`` fixture work. Provider settings live where allauth keeps them,
 in ``SOCIALACCOUNT_PROVIDERS["cloudsync"]``; the app's own settings are ``CLOUDSYNC_*``.
+
+``CLOUDSYNC_DEADLINE`` (default ``60`` seconds) is the longest one API call or token request may
+take in all: connecting, the headers, the body however slowly it drips, and for an API call its
+retries and the ``Retry-After`` waits between them. The per-read ``CLOUDSYNC_TIMEOUT`` alone would
+let a server that sends a byte a second hold a worker forever. The default leaves room for one
+``Retry-After`` of ``CLOUDSYNC_MAX_RETRY_AFTER`` (30) and an attempt after it.
 """
 
 from __future__ import annotations
@@ -13,7 +19,7 @@ from typing import Any
 
 from django.conf import settings
 
-from . import dialect
+from . import dialect, errors
 from .crypto import TokenCipher
 
 PROVIDER_ID = "cloudsync"
@@ -26,6 +32,11 @@ DEFAULT_MAX_RETRIES = 2
 DEFAULT_REFRESH_LEEWAY = 60
 DEFAULT_MAX_RESPONSE_BYTES = 1024 * 1024
 DEFAULT_MAX_RETRY_AFTER = 30.0
+#: Seconds one API call or token request may take in all (see the module's docstring).
+DEFAULT_DEADLINE = 60.0
+#: Seconds a refresh's lease outlasts the longest its token request may take: a claimer that is
+#: still alive always finishes (or gives up) before another worker may take its lease.
+REFRESH_LEASE_MARGIN = 5.0
 
 
 def provider_settings() -> dict[str, Any]:
@@ -112,6 +123,14 @@ def timeout() -> tuple[float, float]:
     return (float(connect), float(read))
 
 
+def deadline() -> float:
+    """``CLOUDSYNC_DEADLINE``: seconds one call may take in all, retries and body included."""
+    value = float(getattr(settings, "CLOUDSYNC_DEADLINE", DEFAULT_DEADLINE))
+    if not value > 0:  # also refuses NaN: no call may wait forever, nor be refused before it starts
+        raise errors.ConfigurationError("CLOUDSYNC_DEADLINE must be a positive number of seconds")
+    return value
+
+
 def max_retries() -> int:
     """``CLOUDSYNC_MAX_RETRIES``: retries of an idempotent API call after 429, 5xx or a network error."""
     return int(getattr(settings, "CLOUDSYNC_MAX_RETRIES", DEFAULT_MAX_RETRIES))
@@ -129,6 +148,31 @@ def max_retry_after() -> float:
 def refresh_leeway() -> float:
     """``CLOUDSYNC_REFRESH_LEEWAY``: refresh this many seconds before expiry (capped per token)."""
     return float(getattr(settings, "CLOUDSYNC_REFRESH_LEEWAY", DEFAULT_REFRESH_LEEWAY))
+
+
+def token_request_bound() -> float:
+    """The longest one token request may take, in seconds: what a refresh's lease must outlast."""
+    connect, read = timeout()
+    return connect + read
+
+
+def refresh_lease() -> float:
+    """Seconds a worker's claim on a refresh lasts: past it, the claimer is presumed dead."""
+    return token_request_bound() + REFRESH_LEASE_MARGIN
+
+
+def lock_timeout() -> float:
+    """``CLOUDSYNC_LOCK_TIMEOUT``: the longest a worker waits for another (seconds).
+
+    Each wait is bounded by it: for the process-local lock of an account, for another worker's
+    refresh of the same tokens, for a database lock (SQLite's write lock, a row lock). Past it
+    the wait ends in :class:`~django_cloudsync.errors.LockTimeout` (or its subclass
+    :class:`~django_cloudsync.errors.RefreshInProgress`). The default, ``None``, is as long as a
+    refresh can take (the ``CLOUDSYNC_TIMEOUT`` pair's sum plus 5 s), so that a waiter outlasts
+    a live refresh and uses its tokens; a web site that prefers failing fast sets less.
+    """
+    value = getattr(settings, "CLOUDSYNC_LOCK_TIMEOUT", None)
+    return refresh_lease() if value is None else max(0.0, float(value))
 
 
 def max_response_bytes() -> int:

@@ -65,6 +65,22 @@ class Timeout(NetworkError):
     default_message = "CloudSync did not answer in time"
 
 
+class LockTimeout(Timeout):
+    """Waiting for another worker took longer than ``CLOUDSYNC_LOCK_TIMEOUT``.
+
+    The other worker held a lock these tokens need (a database lock, SQLite's write lock): try
+    again later; nothing was changed.
+    """
+
+    default_message = "Another worker held a lock on the CloudSync tokens for too long"
+
+
+class RefreshInProgress(LockTimeout):
+    """Another worker is refreshing these tokens and did not finish within ``CLOUDSYNC_LOCK_TIMEOUT``."""
+
+    default_message = "Another worker is refreshing the CloudSync tokens and did not finish in time"
+
+
 class InvalidResponse(CloudSyncError):
     """CloudSync answered with something that is not what its documentation promises."""
 
@@ -157,10 +173,12 @@ __all__ = [
     "ConfigurationError",
     "InsufficientScope",
     "InvalidResponse",
+    "LockTimeout",
     "NetworkError",
     "NotAuthenticated",
     "RateLimited",
     "ReauthorizationRequired",
+    "RefreshInProgress",
     "ServerError",
     "Timeout",
     "TokenRequestFailed",

@@ -1,30 +1,46 @@
-"""The transport: one pooled HTTP session, and the rules every outbound call obeys.
+"""The transports: one pooled HTTP client per process (sync) and per event loop (async), and the
+rules every outbound call obeys while it moves bytes.
 
-One ``requests.Session`` per process keeps connections (and TLS sessions) alive across Django
-requests and threads. Every call goes through :func:`send`, which always passes a timeout,
-never follows redirects (a redirect could carry the ``Authorization`` header elsewhere), bounds
-the size of the body it reads, and turns every ``requests`` failure into a typed error.
-:func:`parse_json`, :func:`error_of` and :func:`retry_after` read what came back; the rules they
-apply live in :mod:`~django_cloudsync.wire`, where an async transport finds them too.
+The sync transport is one ``requests.Session`` per process, which keeps connections (and TLS
+sessions) alive across Django requests and threads; the async one is one ``httpx.AsyncClient`` per
+event loop, closed when the loop ends (``asyncio.run``, asgiref's ``async_to_sync`` and ASGI
+servers all shut a loop down that way) or by :func:`aclose`. :func:`send` and :func:`asend` do the
+same thing: always a timeout, never a redirect (it could carry the ``Authorization`` header
+elsewhere), a :class:`~django_cloudsync.wire.Deadline` for the whole exchange (connect, headers,
+body: each read waits at most ``min(read timeout, time left)``), the body read raw and bounded by a
+:class:`~django_cloudsync.wire.BoundedBody` before and after decoding, and every library failure
+turned into a typed error. :func:`parse_json`, :func:`error_of` and :func:`retry_after` read what
+came back; the rules they apply live in :mod:`~django_cloudsync.wire`.
 """
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import json
 import os
 import threading
-from collections.abc import Iterable, Mapping
-from typing import Any, Protocol
+import weakref
+from collections.abc import AsyncGenerator, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Protocol
 
 import requests
+import urllib3.exceptions
 from requests.adapters import HTTPAdapter
 
 from . import conf, errors, wire
+
+if TYPE_CHECKING:
+    import httpx
 
 _lock = threading.Lock()
 _session: requests.Session | None = None
 
 USER_AGENT = "django-cloudsync"
+#: How much one read asks for; a slow server hands over less, and the clock is read in between.
+CHUNK_BYTES = 64 * 1024
+#: The headers every request starts with, on both transports.
+BASE_HEADERS: Mapping[str, str] = {"User-Agent": USER_AGENT, "Accept-Encoding": wire.ACCEPT_ENCODING}
 
 
 class Reply(Protocol):
@@ -38,6 +54,18 @@ class Reply(Protocol):
 
     @property
     def headers(self) -> Mapping[str, str]: ...
+
+
+@dataclasses.dataclass(frozen=True)
+class Received:
+    """An answer, read in full: its status, its (case-insensitive) headers and its decoded body."""
+
+    status_code: int
+    headers: Mapping[str, str] = dataclasses.field(repr=False)
+    content: bytes = dataclasses.field(repr=False)
+
+
+# -- the sync transport -----------------------------------------------------------------------
 
 
 class _NoRedirectSession(requests.Session):
@@ -55,7 +83,7 @@ def get_session() -> requests.Session:
                 adapter = HTTPAdapter(pool_connections=4, pool_maxsize=32, max_retries=0)
                 session.mount("https://", adapter)
                 session.mount("http://", adapter)
-                session.headers["User-Agent"] = USER_AGENT
+                session.headers.update(BASE_HEADERS)
                 # Credentials come only from our own Authorization header, never from ~/.netrc.
                 session.trust_env = False
                 _session = session
@@ -69,10 +97,6 @@ def reset_session() -> None:
     _lock = threading.Lock()
 
 
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=reset_session)
-
-
 def send(
     method: str,
     url: str,
@@ -81,13 +105,15 @@ def send(
     json_body: Any = None,
     params: Mapping[str, Any] | None = None,
     timeout: tuple[float, float] | None = None,
-) -> requests.Response:
-    """Send one request and read its body, bounded; raise a typed error if that fails.
+    deadline: wire.Deadline | None = None,
+) -> Received:
+    """Send one request and read its body, bounded in time and size; raise a typed error if that fails.
 
-    The returned response's ``content`` is already read (at most
-    ``CLOUDSYNC_MAX_RESPONSE_BYTES``), so the connection is back in the pool.
+    ``deadline`` bounds the whole exchange (``CLOUDSYNC_DEADLINE`` from now if not given). The
+    connection is back in the pool when this returns, and closed if the body was not read to its end.
     """
-    limit = conf.max_response_bytes()
+    deadline = deadline or wire.Deadline(conf.deadline())
+    connect, read = timeout or conf.timeout()
     try:
         response = get_session().request(
             method,
@@ -95,7 +121,8 @@ def send(
             headers=dict(headers or {}),
             json=json_body,
             params=params,
-            timeout=timeout or conf.timeout(),
+            # The read timeout also bounds the wait for the status line and headers.
+            timeout=(deadline.bound(connect), deadline.bound(read)),
             allow_redirects=False,
             stream=True,
         )
@@ -103,23 +130,163 @@ def send(
         raise errors.Timeout(_describe(errors.Timeout, exc)) from None
     except requests.RequestException as exc:
         raise errors.NetworkError(_describe(errors.NetworkError, exc)) from None
+    raw = response.raw  # urllib3's response: read undecoded, so that the bound applies first
+    finished = False
     try:
-        body = bytearray()
-        for chunk in response.iter_content(chunk_size=64 * 1024):
-            body += chunk
-            if len(body) > limit:
-                response.close()
-                raise errors.InvalidResponse(
-                    "CloudSync sent a response larger than allowed", status=response.status_code
-                )
-        response._content = bytes(body)
-    except requests.Timeout as exc:
+        body = _bounded_body(response.status_code, response.headers)
+        sock = getattr(raw.connection, "sock", None)
+        while True:
+            if sock is not None:
+                sock.settimeout(deadline.bound(read))  # each read: at most what is left
+            else:
+                deadline.bound(read)
+            chunk = raw.read1(CHUNK_BYTES, decode_content=False)
+            if not chunk:
+                break
+            body.feed(chunk)
+        content = body.content()
+        finished = True
+    except (urllib3.exceptions.TimeoutError, TimeoutError) as exc:
         raise errors.Timeout(_describe(errors.Timeout, exc)) from None
-    except requests.RequestException as exc:
+    except (urllib3.exceptions.HTTPError, requests.RequestException, OSError) as exc:
         raise errors.NetworkError(_describe(errors.NetworkError, exc)) from None
     finally:
-        response.close()
-    return response
+        if not finished:
+            raw.close()  # what is left of the body would be read as the next answer
+        raw.release_conn()
+    return Received(response.status_code, response.headers, content)
+
+
+# -- the async transport ----------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class _LoopPool:
+    client: httpx.AsyncClient
+    #: An async generator the loop tracks: ``loop.shutdown_asyncgens()`` closes the client.
+    closer: AsyncGenerator[None, None]
+
+
+_async_lock = threading.Lock()
+_async_pools: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopPool] = weakref.WeakKeyDictionary()
+
+
+async def get_async_client() -> httpx.AsyncClient:
+    """This event loop's pooled ``httpx.AsyncClient``, created on first use."""
+    loop = asyncio.get_running_loop()
+    with _async_lock:
+        pool = _async_pools.get(loop)
+    if pool is not None and not pool.client.is_closed:
+        return pool.client
+    import httpx  # only processes that make async calls pay for the import
+
+    client = httpx.AsyncClient(
+        headers=dict(BASE_HEADERS),
+        follow_redirects=False,
+        # No proxy, netrc or CA bundle from the environment: like the sync session.
+        trust_env=False,
+        limits=httpx.Limits(max_connections=32, max_keepalive_connections=32),
+    )
+    closer = _close_when_the_loop_ends(client)
+    # Runs to its first yield without suspending (so no other task can get here in between); from
+    # now on the loop tracks the generator, and asyncio.run() closes it before closing the loop.
+    await closer.asend(None)
+    with _async_lock:
+        _async_pools[loop] = _LoopPool(client, closer)
+    return client
+
+
+async def _close_when_the_loop_ends(client: httpx.AsyncClient) -> AsyncGenerator[None, None]:
+    try:
+        yield
+    finally:
+        await client.aclose()
+        loop = asyncio.get_running_loop()
+        with _async_lock:
+            pool = _async_pools.get(loop)
+            if pool is not None and pool.client is client:
+                del _async_pools[loop]
+
+
+async def aclose() -> None:
+    """Close this event loop's pooled async client (for tests, or a loop you close yourself)."""
+    with _async_lock:
+        pool = _async_pools.get(asyncio.get_running_loop())
+    if pool is not None:
+        await pool.closer.aclose()
+
+
+def _forget_async_pools() -> None:
+    global _async_lock
+    _async_pools.clear()  # a forked child must not share the parent's sockets
+    _async_lock = threading.Lock()
+
+
+async def asend(
+    method: str,
+    url: str,
+    *,
+    headers: Mapping[str, str] | None = None,
+    json_body: Any = None,
+    params: Mapping[str, Any] | None = None,
+    timeout: tuple[float, float] | None = None,
+    deadline: wire.Deadline | None = None,
+) -> Received:
+    """:func:`send` on this event loop's pooled ``httpx.AsyncClient``: the same bounds, the same errors."""
+    import httpx
+
+    deadline = deadline or wire.Deadline(conf.deadline())
+    connect, read = timeout or conf.timeout()
+    client = await get_async_client()
+    request = client.build_request(
+        method,
+        url,
+        headers=dict(headers or {}),
+        json=json_body,
+        params=dict(params) if params is not None else None,
+        timeout=httpx.Timeout(
+            connect=deadline.bound(connect),
+            read=deadline.bound(read),
+            write=deadline.bound(read),
+            pool=deadline.bound(connect),
+        ),
+    )
+    try:
+        # Each read waits at most min(read, time left) (the timeouts above); the whole exchange is
+        # cancelled when the deadline passes, however the bytes trickle in.
+        return await asyncio.wait_for(_aexchange(client, request), deadline.bound(deadline.seconds))
+    except (asyncio.TimeoutError, httpx.TimeoutException) as exc:
+        raise errors.Timeout(_describe(errors.Timeout, exc)) from None
+    except (httpx.HTTPError, httpx.InvalidURL, OSError) as exc:
+        raise errors.NetworkError(_describe(errors.NetworkError, exc)) from None
+
+
+async def _aexchange(client: httpx.AsyncClient, request: httpx.Request) -> Received:
+    response = await client.send(request, stream=True)
+    try:
+        body = _bounded_body(response.status_code, response.headers)
+        async for chunk in response.aiter_raw(CHUNK_BYTES):  # undecoded: the bound applies first
+            body.feed(chunk)
+        return Received(response.status_code, response.headers, body.content())
+    finally:
+        await response.aclose()  # an unfinished body closes the connection instead of pooling it
+
+
+# -- both -------------------------------------------------------------------------------------
+
+
+def _bounded_body(status: int, headers: Mapping[str, str]) -> wire.BoundedBody:
+    return wire.BoundedBody(
+        headers.get("Content-Encoding"),
+        conf.max_response_bytes(),
+        content_length=headers.get("Content-Length"),
+        status=status,
+    )
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=reset_session)
+    os.register_at_fork(after_in_child=_forget_async_pools)
 
 
 def parse_json(response: Reply) -> Any:
@@ -146,8 +313,8 @@ def retry_after(response: Reply) -> float | None:
     return wire.retry_after_seconds(response.headers.get("Retry-After", ""))
 
 
-def _describe(kind: type[errors.CloudSyncError], exc: requests.RequestException) -> str:
-    # Not chained (``from None``): the frames of requests, urllib3 and http.client below a
+def _describe(kind: type[errors.CloudSyncError], exc: BaseException) -> str:
+    # Not chained (``from None``): the frames of requests, urllib3, httpx and http.client below a
     # network error hold the raw request, Authorization header and JSON body included, in their
     # local variables, and Django's error reports print those. Name the failure instead.
     return f"{kind.default_message} ({type(exc).__name__})"

@@ -12,6 +12,14 @@ How it stays free until used
     user's. ``logout()`` replaces it with Django's plain ``AnonymousUser`` after the last signal,
     so a view that goes on after ``logout()`` reads ``getattr(request.user, "cloudsync", None)``.
 
+Async views
+    ``await request.user.acloudsync()`` is the async twin of ``request.user.cloudsync`` (as
+    ``await request.auser()`` is of ``request.user``): the same client, the same one query, run
+    through Django's async ORM and never in the event loop. It loads the user with Django's
+    ``request.auser()`` if nothing did yet, and shares the cache with ``.cloudsync``. ``await
+    request.auser()`` returns the same proxy, so ``(await request.auser()).acloudsync()`` works
+    too. The middleware is sync and async capable: an async chain stays async, with no thread.
+
 Stored tokens that cannot be decrypted
     Building the client decrypts nothing, so pages that do not call CloudSync are unaffected
     when a key was removed from ``CLOUDSYNC_ENCRYPTION_KEYS``. ``request.user.cloudsync`` is
@@ -23,9 +31,10 @@ Stored tokens that cannot be decrypted
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
+from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.http import HttpRequest, HttpResponse
@@ -33,7 +42,7 @@ from django.utils.functional import SimpleLazyObject, cached_property, empty
 from django.utils.module_loading import import_string
 
 from . import responses
-from .sources import client_for
+from .sources import aclient_for, client_for
 
 if TYPE_CHECKING:
     from .client import CloudSync
@@ -70,7 +79,9 @@ class UserWithCloudSync(SimpleLazyObject):  # type: ignore[type-arg]
             if user._wrapped is not empty:
                 proxy._wrapped = user._wrapped
             return proxy
-        return cls(lambda: user)
+        proxy = cls(lambda: user)
+        proxy._wrapped = user  # already loaded: nothing to do on first use, sync or async
+        return proxy
 
     def __setattr__(self, name: str, value: Any) -> None:
         if name == "_wrapped":
@@ -85,9 +96,36 @@ class UserWithCloudSync(SimpleLazyObject):  # type: ignore[type-arg]
             self._setup()
         return client_for(self._wrapped)
 
+    async def acloudsync(self) -> CloudSync | None:
+        """The async twin of :attr:`cloudsync`: the same client, cached in the same place.
 
-def attach(request: HttpRequest) -> None:
-    """Give ``request.user`` its ``cloudsync`` attribute. Idempotent, and free: nothing is loaded.
+        Nothing runs in the event loop: the user is loaded by Django's ``request.auser()`` (or,
+        for a proxy without it, in a thread) and the token row by the async ORM.
+        """
+        # The instance's own __dict__: an attribute lookup that misses would load the user.
+        if "cloudsync" in self.__dict__:
+            cached: CloudSync | None = self.__dict__["cloudsync"]
+            return cached
+        client = await aclient_for(await self.aload())
+        self.__dict__["cloudsync"] = client
+        return client
+
+    async def aload(self) -> Any:
+        """The wrapped user, loaded without blocking the event loop if nothing loaded it yet."""
+        user: Any = self._wrapped  # type: ignore[has-type]  # set in LazyObject.__init__
+        if user is empty:
+            load_async = self.__dict__.get("_load_async")
+            if load_async is not None:
+                user = self._wrapped = await load_async()
+            else:
+                await sync_to_async(self._setup)()
+                user = self._wrapped
+        return user
+
+
+def attach(request: HttpRequest) -> UserWithCloudSync:
+    """Give ``request.user`` its ``cloudsync`` attribute and ``acloudsync()``; return it (the proxy).
+    Idempotent, and free: nothing is loaded.
 
     :class:`CloudSyncMiddleware` calls it for every request, ``@cloudsync_required`` for the
     views it decorates, and a receiver of ``user_logged_in`` after ``login()`` replaced
@@ -104,7 +142,27 @@ def attach(request: HttpRequest) -> None:
         _adopt(user)  # the path of every request: no call more than needed
     else:
         # A proxy of a User or AnonymousUser, which stubs cannot express.
-        request.user = UserWithCloudSync.wrapping(user)  # type: ignore[assignment]
+        user = request.user = UserWithCloudSync.wrapping(user)  # type: ignore[assignment]
+    load_async = getattr(request, "auser", None)
+    if load_async is not None and getattr(load_async, "func", None) is not _auser:
+        # Django's request.auser(), which loads the user without blocking: acloudsync() loads
+        # it the same way, and request.auser() answers with the proxy (which has acloudsync()).
+        user.__dict__["_load_async"] = load_async
+        request.auser = functools.partial(_auser, request)
+    proxy: UserWithCloudSync = user
+    return proxy
+
+
+async def _auser(request: HttpRequest) -> Any:
+    """``request.auser()`` once the middleware ran: the user, as the proxy that has ``acloudsync()``."""
+    user: Any = request.user
+    if issubclass(type(user), UserWithCloudSync):
+        await user.aload()
+        return user
+    # Something replaced request.user since (login(), an API framework): wrap what it set.
+    proxy = UserWithCloudSync.wrapping(user)
+    await proxy.aload()
+    return proxy
 
 
 def request_client(request: Any) -> CloudSync | None:
@@ -162,14 +220,34 @@ class CloudSyncMiddleware:
     marked sensitive even with ``DEBUG`` on (see :func:`protect_error_reports`).
     """
 
-    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
-        self.get_response = get_response
+    sync_capable = True
+    async_capable = True
 
-    def __call__(self, request: HttpRequest) -> HttpResponse:
+    def __init__(self, get_response: Callable[[HttpRequest], Any]) -> None:
+        self.get_response = get_response
+        # Django gives an async get_response when the chain is async: answer in kind, so that
+        # Django adapts nothing (no thread hop per request).
+        self.async_mode = iscoroutinefunction(get_response)
+        if self.async_mode:
+            markcoroutinefunction(self)
+
+    def __call__(self, request: HttpRequest) -> Any:
+        if self.async_mode:
+            return self.__acall__(request)
+        self.prepare(request)
+        return self.get_response(request)
+
+    async def __acall__(self, request: HttpRequest) -> HttpResponse:
+        self.prepare(request)
+        get_response: Callable[[HttpRequest], Awaitable[HttpResponse]] = self.get_response
+        return await get_response(request)
+
+    @staticmethod
+    def prepare(request: HttpRequest) -> None:
+        """What both paths do before the view: free, nothing is loaded."""
         attach(request)
         if settings.DEBUG:  # with DEBUG off, Django's own filter is already active
             protect_error_reports(request)
-        return self.get_response(request)
 
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
         # A page goes through consent again after a dead grant; an API client gets JSON for

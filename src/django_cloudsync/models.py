@@ -53,6 +53,10 @@ class CloudSyncToken(models.Model):
     #: Goes up by one every time new tokens are written: a worker that saw version N and finds
     #: N+1 under the lock knows another worker refreshed, and re-reads instead of refreshing.
     version = models.PositiveIntegerField(default=0, editable=False)
+    #: While in the future, one worker is refreshing these tokens: it claimed the refresh by a
+    #: compare-and-swap on ``version`` and calls CloudSync with no transaction open; the others
+    #: wait for its tokens. A claimer that dies leaves a lease that simply runs out.
+    refresh_lease_until = models.DateTimeField(null=True, blank=True, editable=False)
     refreshed_at = models.DateTimeField(_("last refreshed"), null=True, blank=True)
     created_at = models.DateTimeField(_("connected"), auto_now_add=True)
     updated_at = models.DateTimeField(_("updated"), auto_now=True)

@@ -1,10 +1,11 @@
 """The policy of an API call, free of I/O: what may be sent where, and what each answer means.
 
 :class:`~django_cloudsync.client.CloudSync` drives an :class:`ApiCall` over the sync transport;
-an async client drives the same :class:`ApiCall` over an async one, so both obey one set of
-rules: the URL and HTTPS rules (:func:`api_url`), the headers, which answers are retried and
-after how long, when a user's token is refreshed, and which typed error each answer becomes
-(:func:`error_for`). Nothing here sends, sleeps or touches the database.
+its async twins drive the same :class:`ApiCall` over the async one, so both obey one set of
+rules: the URL and HTTPS rules (:func:`api_url`), the headers, the time one call may take in all
+(:attr:`ApiCall.deadline`), which answers are retried and after how long, when a user's token is
+refreshed, and which typed error each answer becomes (:func:`error_for`). Nothing here sends,
+sleeps or touches the database.
 """
 
 from __future__ import annotations
@@ -76,20 +77,54 @@ class Answer:
     value: Any
 
 
+@dataclasses.dataclass(frozen=True)
+class Wait:
+    """The attempt failed in a way worth another: wait ``seconds``, then send it again."""
+
+    seconds: float
+
+
 class Refresh:
     """The user's token was rejected once: refresh it, then send the same request again."""
 
 
 REFRESH: Final = Refresh()
 
+#: What a driver does next, after :meth:`ApiCall.advance`.
+Step = Answer | Wait | Refresh
+
+
+class Credential:
+    """A token held by a driver, which does not show itself in a ``repr``.
+
+    Django's error reports print the locals of every frame; ``sensitive_variables`` hides them for
+    sync functions, and for coroutines only from Django 5.0 on. The async driver keeps its token in
+    one of these, so that an error report on Django 4.2 shows ``<Credential>``, not the token.
+    """
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: str) -> None:
+        self.value = value
+
+    def __repr__(self) -> str:
+        return "<Credential>"
+
 
 class ApiCall:
     """One API call: what to send, and what each answer or failure means.
 
-    A driver sends :attr:`url` with :meth:`headers`, hands each answer to :meth:`on_answer` (an
-    :class:`Answer`, :data:`REFRESH`, or a typed error raised) and each failure in
-    :data:`RETRYABLE` to :meth:`retry_delay` (seconds to wait, or ``None`` to raise it). The call
-    never holds the credential: the driver passes it to each step.
+    A driver (the sync or the async one in :mod:`~django_cloudsync.client`) sends :attr:`url` with
+    :meth:`headers` through a transport, bounded by :attr:`deadline`, and hands what came back (an
+    answer, or the transport's typed error) to :meth:`advance`, which says what to do next: return
+    the :class:`Answer`, :class:`Wait` and send again, :data:`REFRESH` the token and send again,
+    or (raised) the typed error. The call never holds the credential: the driver passes it to
+    each step.
+
+    **One budget per call.** :attr:`deadline` (``CLOUDSYNC_DEADLINE`` unless given) starts when the
+    call is made and is shared by every attempt and every wait between them: each attempt gets
+    what is left of it, and a retry whose wait (backoff or ``Retry-After``) would use up what is
+    left is not made; the failure is raised at once instead.
     """
 
     def __init__(
@@ -104,6 +139,7 @@ class ApiCall:
         max_retries: int,
         backoff: float = DEFAULT_BACKOFF,
         refreshable: bool = False,
+        deadline: float | None = None,
     ) -> None:
         self.method = method
         self.path = path
@@ -111,6 +147,7 @@ class ApiCall:
         self.params = params
         self.json_body = json_body
         self.timeout = timeout
+        self.deadline = wire.Deadline(deadline if deadline is not None else conf.deadline())
         self.attempt = 0
         self._backoff = backoff
         self._retries_left = max_retries if method in IDEMPOTENT_METHODS else 0
@@ -121,6 +158,27 @@ class ApiCall:
         """The headers of the next attempt (attempts are counted here)."""
         self.attempt += 1
         return {"Authorization": f"Bearer {token}", "Accept": "application/json"}
+
+    @sensitive_variables("token")
+    def advance(self, outcome: http.Reply | errors.CloudSyncError, token: str) -> Step:
+        """What to do after an attempt that got ``outcome``: an answer, or the transport's error.
+
+        Raises the typed error when the call is over; its traceback starts here (the transport's
+        frames, whose locals hold the request headers, are dropped).
+        """
+        if not isinstance(outcome, errors.CloudSyncError):
+            try:
+                return self.on_answer(outcome, token)
+            except RETRYABLE as exc:
+                outcome = exc
+        else:
+            self.on_failure(outcome)
+            http.drop_tracebacks(outcome)
+        if isinstance(outcome, RETRYABLE):
+            delay = self.retry_delay(outcome)
+            if delay is not None:
+                return Wait(delay)
+        raise outcome.with_traceback(None) from outcome.__cause__
 
     @sensitive_variables("token")
     def on_answer(self, response: http.Reply, token: str) -> Answer | Refresh:
@@ -154,9 +212,10 @@ class ApiCall:
             return None
         # RateLimited and ServerError carry the answer's Retry-After; a network error has none.
         delay = backoff_delay(self.attempt, self._backoff, getattr(failure, "retry_after", None))
-        if delay is not None:
-            self._retries_left -= 1
-            logger.debug("CloudSync API %s %s: retrying in %.2fs", self.method, self.path, delay)
+        if delay is None or not self.deadline.schedule_wait(delay):
+            return None  # waiting would leave no time for the attempt after it
+        self._retries_left -= 1
+        logger.debug("CloudSync API %s %s: retrying in %.2fs", self.method, self.path, delay)
         return delay
 
 

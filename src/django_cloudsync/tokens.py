@@ -39,6 +39,7 @@ from datetime import timezone as dt_timezone
 from typing import TYPE_CHECKING, NamedTuple
 
 from django.db import router
+from django.db.models import QuerySet
 from django.utils import timezone
 from django.views.decorators.debug import sensitive_variables
 
@@ -247,40 +248,139 @@ def _refresh(
     *,
     forget_without_refresh_token: bool = False,
 ) -> CloudSyncToken:
-    @sensitive_variables("refresh_token", "response")
-    def locked() -> tuple[CloudSyncToken | None, RefreshOutcome]:
-        row = locking.lock_row(CloudSyncToken.objects.filter(pk=token.pk))
+    # Threads of this process queue on the account's lock, so only one of them claims or polls
+    # the row; the others then find its tokens with one read.
+    with locking.local_lock(token.account_id, error=errors.RefreshInProgress):
+        row, outcome = refresh_once(
+            token, should_refresh, forget_without_refresh_token=forget_without_refresh_token
+        )
+    return _reported(token, row, outcome)
+
+
+def refresh_once(
+    token: CloudSyncToken,
+    should_refresh: Callable[[CloudSyncToken], bool],
+    *,
+    forget_without_refresh_token: bool = False,
+) -> tuple[CloudSyncToken | None, RefreshOutcome]:
+    """The refresh itself, without the process-local lock: a plain blocking function.
+
+    Re-reads the row; if ``should_refresh`` still says so, claims the refresh with a lease (or
+    waits, bounded, for the worker that holds one), asks CloudSync with no transaction open, and
+    writes the new tokens by compare-and-swap. Its writes commit whatever the caller's
+    transaction does. Raises :class:`~.errors.RefreshInProgress` if another worker's refresh
+    outlasts ``CLOUDSYNC_LOCK_TIMEOUT``, and CloudSync's own errors as they are (the row keeps
+    its tokens). :func:`refresh_if_expired` runs it under the account's process-local lock; an
+    async caller runs it in a thread, under a lock of its own per account.
+    """
+    db = router.db_for_write(CloudSyncToken)
+    try:
+        return locking.outside_callers_transaction(
+            db, lambda: _claim_and_refresh(db, token, should_refresh, forget_without_refresh_token)
+        )
+    except errors.CloudSyncError as exc:
+        logger.warning("Refreshing the CloudSync token of account %s failed: %s", token.account_id, exc)
+        raise
+
+
+def _claim_and_refresh(
+    db: str,
+    token: CloudSyncToken,
+    should_refresh: Callable[[CloudSyncToken], bool],
+    forget_without_refresh_token: bool,
+) -> tuple[CloudSyncToken | None, RefreshOutcome]:
+    rows = CloudSyncToken.objects.using(db).filter(pk=token.pk)
+    patience = locking.Patience(error=errors.RefreshInProgress)
+    while True:
+        row = rows.first()
         if row is None:  # Forgotten meanwhile (disconnected, or another worker got invalid_grant).
             return None, RefreshOutcome.GONE
         if not should_refresh(row):
             # Another worker refreshed while we waited: use its tokens.
             return row, RefreshOutcome.UNCHANGED
-        refresh_token = row.refresh_token()
-        if refresh_token is None:
+        if not row.refresh_token_ciphertext:
             if not forget_without_refresh_token:
                 # Nothing to refresh with: use the token until it fails.
                 return row, RefreshOutcome.UNCHANGED
-            row.delete()
-            return None, RefreshOutcome.FORGOTTEN
-        try:
-            response = oauth.refresh(refresh_token=refresh_token, **client_credentials(row.client_id))
-        except errors.InvalidGrant:
-            # The row was read under the lock, so no other worker has refreshed with this
-            # refresh token: CloudSync really refused it (revoked, expired, or reused).
-            row.delete()
-            return None, RefreshOutcome.FORGOTTEN
-        row.set_tokens(response)
-        row.refreshed_at = timezone.now()
-        row.save()
-        return row, RefreshOutcome.REFRESHED
+            return _forget_unless_changed(db, rows, row.version)
+        if locking.lease_is_live(row.refresh_lease_until):
+            # Another worker is asking CloudSync: look again when it may be done, or its lease is.
+            until_lease_ends = (row.refresh_lease_until - timezone.now()).total_seconds()  # type: ignore[operator]
+            patience.pause(at_most=until_lease_ends)
+            continue
+        lease = locking.claim_lease(db, rows, row.version, conf.refresh_lease())
+        if lease is not None:
+            break
+        # Another worker claimed it or wrote the row between our read and our claim: read again.
+    try:
+        row_now, outcome = _refresh_claimed(db, rows, row)
+    except BaseException:
+        # Faults lose nothing: the row keeps its tokens, and the next worker may try at once.
+        locking.release_lease(db, rows, lease)
+        raise
+    if outcome is RefreshOutcome.UNCHANGED:  # a sign-in wrote meanwhile; the lease is still ours
+        locking.release_lease(db, rows, lease)
+    return row_now, outcome
 
-    db = router.db_for_write(CloudSyncToken)
-    with locking.local_lock(token.account_id):
-        try:
-            row, outcome = locking.in_own_transaction(db, locked)
-        except errors.CloudSyncError as exc:
-            logger.warning("Refreshing the CloudSync token of account %s failed: %s", token.account_id, exc)
-            raise
+
+@sensitive_variables("refresh_token", "response")
+def _refresh_claimed(
+    db: str, rows: QuerySet[CloudSyncToken], row: CloudSyncToken
+) -> tuple[CloudSyncToken | None, RefreshOutcome]:
+    """Ask CloudSync for new tokens for ``row``, whose refresh this worker has claimed."""
+    seen = row.version
+    refresh_token = row.refresh_token()
+    assert refresh_token is not None  # the claim was for a row with a refresh token
+    try:
+        response = oauth.refresh(refresh_token=refresh_token, **client_credentials(row.client_id))
+    except errors.InvalidGrant:
+        # We held the lease on this version, so no other worker has refreshed with this refresh
+        # token: CloudSync really refused it (revoked, expired, or reused).
+        return _forget_unless_changed(db, rows, seen)
+    row.set_tokens(response)
+    row.refreshed_at = row.updated_at = timezone.now()
+    row.refresh_lease_until = None
+    written = locking.with_lock_retries(
+        db, lambda: rows.filter(version=seen).update(**{field: getattr(row, field) for field in _REFRESHED})
+    )
+    if written:
+        return row, RefreshOutcome.REFRESHED
+    # A sign-in stored a newer grant (or a disconnect deleted the row) while we asked CloudSync.
+    return _current(rows)
+
+
+#: What a refresh writes: the tokens and what describes them, and the end of its lease.
+_REFRESHED = (
+    "access_token_ciphertext",
+    "refresh_token_ciphertext",
+    "scope",
+    "environment",
+    "expires_at",
+    "lifetime",
+    "version",
+    "refreshed_at",
+    "refresh_lease_until",
+    "updated_at",
+)
+
+
+def _forget_unless_changed(
+    db: str, rows: QuerySet[CloudSyncToken], seen_version: int
+) -> tuple[CloudSyncToken | None, RefreshOutcome]:
+    """Delete the row if it still holds the tokens of ``seen_version``; else use what it holds."""
+    deleted, _ = locking.with_lock_retries(db, lambda: rows.filter(version=seen_version).delete())
+    if deleted:
+        return None, RefreshOutcome.FORGOTTEN
+    return _current(rows)
+
+
+def _current(rows: QuerySet[CloudSyncToken]) -> tuple[CloudSyncToken | None, RefreshOutcome]:
+    row = rows.first()
+    return row, RefreshOutcome.UNCHANGED if row is not None else RefreshOutcome.GONE
+
+
+def _reported(token: CloudSyncToken, row: CloudSyncToken | None, outcome: RefreshOutcome) -> CloudSyncToken:
+    """Log and signal what a refresh did; the row to use, or :class:`~.errors.ReauthorizationRequired`."""
     if outcome is RefreshOutcome.REFRESHED:
         logger.info("Refreshed the CloudSync token of account %s", token.account_id)
         signals.token_refreshed.send(sender=CloudSyncToken, token=row, user=token.user)

@@ -11,6 +11,10 @@ rules:
   error body and from a ``WWW-Authenticate: Bearer`` challenge, once, defensively; nothing that
   echoes a credential we sent survives it.
 * **Retry-After**, as delay-seconds or an HTTP date (:func:`retry_after_seconds`).
+* **Time and size while reading**, for both transports: a :class:`Deadline` bounds a whole call
+  (connect, headers, body), and :class:`BoundedBody` counts the bytes on the wire and decodes
+  ``gzip``/``deflate`` itself with a bound on the output, so a small compressed answer cannot
+  inflate past ``CLOUDSYNC_MAX_RESPONSE_BYTES`` whatever the HTTP library would have done.
 """
 
 from __future__ import annotations
@@ -18,13 +22,17 @@ from __future__ import annotations
 import email.utils
 import ipaddress
 import json
+import posixpath
 import re
+import time
+import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Final
 from urllib.parse import unquote, urlsplit
 
+from . import errors
 from .errors import ConfigurationError
 
 #: Host names that always mean this machine (the trailing dot is the fully qualified form).
@@ -34,7 +42,15 @@ ERROR_CODE_PATTERN: Final = re.compile(r"[A-Za-z0-9_.:\-]{1,64}")
 #: What replaces an echoed credential in server-supplied text.
 REDACTED: Final = "[redacted]"
 
+#: Every API path lives under this root; a path that normalises elsewhere is refused.
+API_ROOT: Final = "/v1/"
+#: The content codings the transports ask for (``Accept-Encoding``) and decode themselves.
+ACCEPT_ENCODING: Final = "gzip, deflate"
+
 _CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
+#: Percent-escapes a server or proxy may decode into a path separator, a dot segment, a path
+#: parameter, or (``%25``) into one of those escapes at a server that decodes twice.
+_ENCODED_PATH_SYNTAX = re.compile(r"%(?:2e|2f|5c|3b|25)", flags=re.IGNORECASE)
 #: One ``name=value`` or ``name="quoted value"`` pair of a ``WWW-Authenticate`` challenge.
 _AUTH_PARAM = re.compile(r'([A-Za-z0-9_\-]+)\s*=\s*("(?:[^"\\]|\\.)*"|[^\s,]*)')
 _BEARER = re.compile(r"(?:^|,)\s*Bearer\b(.*)", flags=re.IGNORECASE)
@@ -99,10 +115,21 @@ def check_path(path: str) -> None:
     parts = urlsplit(path)
     if parts.scheme or parts.netloc:
         raise ValueError("path must be relative to CloudSync's API, not an absolute URL")
+    # Servers and proxies decode %2e, %2f and %5c before routing (some twice, hence %25), and
+    # Tomcat-style servers read ";..." as path parameters: "/v1/files/..%2F..%2Fadmin" and
+    # "/v1/files;/../admin" reach another service on the same host. Refused outright, whatever the
+    # case, in the path part (a query may encode what it likes).
+    if ";" in parts.path or _ENCODED_PATH_SYNTAX.search(parts.path):
+        raise ValueError("path must not contain ';' or percent-encoded '.', '/', '\\' or '%'")
     # Dot segments would climb out of a base URL's own path (a proxy prefix, say) to another
-    # service on the same host; servers decode %2e too.
-    if any(unquote(segment) in (".", "..") for segment in parts.path.split("/")):
+    # service on the same host.
+    decoded = unquote(parts.path)
+    if any(segment in (".", "..") for segment in decoded.split("/")):
         raise ValueError("path must not contain '.' or '..' segments")
+    # Whatever a server makes of it, the path must still name something under /v1/.
+    normalized = posixpath.normpath(decoded)
+    if not normalized.startswith(API_ROOT) or normalized == API_ROOT.rstrip("/"):
+        raise ValueError(f"path must be an API path under {API_ROOT}, such as '/v1/files'")
 
 
 def join_url(base: str, path: str) -> str:
@@ -219,3 +246,125 @@ def retry_after_seconds(value: str, now: datetime | None = None) -> float | None
     if when.tzinfo is None:  # HTTP dates are GMT; "-0000" parses as naive
         when = when.replace(tzinfo=timezone.utc)
     return max(0.0, (when - (now or datetime.now(timezone.utc))).total_seconds())
+
+
+# -- time and size while reading --------------------------------------------------------------
+
+
+class Deadline:
+    """The moment by which a call must be over, on the monotonic clock.
+
+    A transport bounds every wait of one exchange by it (the connect, each read of the headers and
+    of the body); a client call shares one among its attempts and the waits between them. A wait
+    between attempts counts as spent when it is scheduled (:meth:`schedule_wait`), so the budget
+    holds whichever sleep the caller uses (and a wait that really happened is not counted twice).
+    """
+
+    def __init__(self, seconds: float) -> None:
+        if not seconds > 0:  # also refuses NaN
+            raise ValueError("a deadline must be a positive number of seconds")
+        self.seconds = float(seconds)
+        self._at = time.monotonic() + self.seconds
+        #: The end of the last wait scheduled: the clock is taken to be there at least.
+        self._resume_at = 0.0
+
+    def __repr__(self) -> str:
+        return f"<Deadline {self.seconds:g}s, {self.remaining():.3f}s left>"
+
+    def _now(self) -> float:
+        return max(time.monotonic(), self._resume_at)
+
+    def remaining(self) -> float:
+        """Seconds left (``0`` once it has passed)."""
+        return max(0.0, self._at - self._now())
+
+    def bound(self, seconds: float) -> float:
+        """``seconds``, or the time left if that is less; :class:`~.errors.Timeout` if none is."""
+        left = self.remaining()
+        if left <= 0:
+            raise errors.Timeout(
+                f"CloudSync did not answer within the deadline of {self.seconds:g}s (CLOUDSYNC_DEADLINE)"
+            )
+        return min(seconds, left)
+
+    def schedule_wait(self, seconds: float) -> bool:
+        """Count a wait of ``seconds`` as spent, if it still leaves time for an attempt after it."""
+        resume_at = self._now() + seconds
+        if resume_at >= self._at:
+            return False
+        self._resume_at = resume_at
+        return True
+
+
+class BoundedBody:
+    """One answer's body, collected from the wire and decoded with both sizes bounded.
+
+    Feed it the raw bytes as they arrive (:meth:`feed`), then take the decoded body
+    (:meth:`content`). More than ``limit`` bytes on the wire, or a body that decodes to more than
+    ``limit`` bytes, is an :class:`~.errors.InvalidResponse` as soon as it is seen: a gzip bomb
+    costs at most ``limit`` bytes of memory, not what it inflates to. ``gzip`` and ``deflate`` are
+    decoded (what :data:`ACCEPT_ENCODING` asks for); any other or a stacked coding is refused, and
+    so is a stream that does not decode or ends early.
+    """
+
+    def __init__(
+        self,
+        content_encoding: str | None,
+        limit: int,
+        *,
+        content_length: str | None = None,
+        status: int | None = None,
+    ) -> None:
+        self._limit = limit
+        self._status = status
+        self._wire = 0
+        self._decoded = bytearray()
+        if content_length and content_length.strip().isdigit() and int(content_length) > limit:
+            raise self._too_large()  # no need to read what will be refused
+        codings = [c.strip().lower() for c in (content_encoding or "").split(",")]
+        codings = [c for c in codings if c and c != "identity"]
+        if len(codings) > 1 or (codings and codings[0] not in ("gzip", "x-gzip", "deflate")):
+            # Stacked codings ("gzip, gzip") multiply what a few bytes inflate to; we asked for one.
+            raise errors.InvalidResponse(
+                "CloudSync sent a body in a content coding not asked for", status=status
+            )
+        # gzip: the gzip wrapper; deflate: the zlib wrapper (RFC 9110 §8.4.1.2). 32 + accepts either.
+        self._wbits = (16 + zlib.MAX_WBITS) if codings and codings[0] != "deflate" else (32 + zlib.MAX_WBITS)
+        self._decoder = zlib.decompressobj(self._wbits) if codings else None
+
+    def feed(self, chunk: bytes) -> None:
+        """Take the next bytes from the wire."""
+        self._wire += len(chunk)
+        if self._wire > self._limit:
+            raise self._too_large()
+        if self._decoder is None:
+            self._decoded += chunk
+            return
+        data = chunk
+        while data:
+            try:
+                # One byte past the limit at most: enough to know it is too large, never more.
+                self._decoded += self._decoder.decompress(data, self._limit - len(self._decoded) + 1)
+            except zlib.error:
+                raise self._undecodable() from None
+            if len(self._decoded) > self._limit:
+                raise self._too_large()
+            data = b""
+            if self._decoder.eof and self._decoder.unused_data:
+                # A gzip body may hold several members, one after the other.
+                data = self._decoder.unused_data
+                self._decoder = zlib.decompressobj(self._wbits)
+
+    def content(self) -> bytes:
+        """The decoded body, once the wire has no more."""
+        if self._decoder is not None and self._wire and not self._decoder.eof:
+            raise self._undecodable()  # the compressed stream was cut short
+        return bytes(self._decoded)
+
+    def _too_large(self) -> errors.InvalidResponse:
+        return errors.InvalidResponse("CloudSync sent a response larger than allowed", status=self._status)
+
+    def _undecodable(self) -> errors.InvalidResponse:
+        return errors.InvalidResponse(
+            "CloudSync sent a body that does not decode as its Content-Encoding says", status=self._status
+        )

@@ -105,7 +105,7 @@ class Rendered:
 
     @property
     def undecodable(self) -> bool:
-        """A body under a content encoding it is not in: reading it fails like a broken connection."""
+        """A body under a content encoding it is not in: reading it is an ``InvalidResponse``."""
         return bool(self.body) and self.header("Content-Encoding") is not None
 
     @property
@@ -209,12 +209,10 @@ Outcome = type[errors.CloudSyncError] | None
 
 def api_expectation(answer: Rendered, call: str, *, refreshes_on_401: bool) -> tuple[Outcome, ...]:
     """The errors the client may raise for ``answer`` (``None``: it returns), by errors.py's contract."""
-    if answer.undecodable and answer.is_redirect:
-        # requests decodes a redirect's body on its own and swallows the failure; the refusal
-        # of the redirect, the broken body or its size may come first: any is a clean failure.
-        return (errors.NetworkError, errors.APIError, errors.InvalidResponse)
-    if answer.undecodable:  # fails on the first chunk, before the size is known
-        return (errors.NetworkError,)
+    if answer.undecodable:
+        # The transports decode gzip/deflate themselves, bounded: a body that is not in its
+        # Content-Encoding is not what CloudSync documents, whatever its status.
+        return (errors.InvalidResponse,)
     if answer.too_big:
         return (errors.InvalidResponse,)
     status = answer.status

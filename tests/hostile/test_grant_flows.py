@@ -45,7 +45,7 @@ def token_login(access_token: str, scope: Any, *, process: str = "login", sessio
     token = {"client_id": "fake-client-id", "access_token": access_token}
     if scope is not None:
         token["scope"] = scope
-    headers = {"HTTP_X_SESSION_TOKEN": session_token} if session_token else {}
+    headers: dict[str, Any] = {"HTTP_X_SESSION_TOKEN": session_token} if session_token else {}
     body = {"provider": "cloudsync", "process": process, "token": token}
     return Client().post(TOKEN_URL, json.dumps(body), content_type="application/json", **headers)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+from typing import Any
 
 
 def main() -> dict[str, object]:
@@ -28,7 +29,7 @@ def main() -> dict[str, object]:
     from django_cloudsync.testing.flow import sign_in
 
     # The site redirects plain HTTP to HTTPS (SECURE_SSL_REDIRECT): come through its TLS proxy.
-    https = {"HTTP_X_FORWARDED_PROTO": "https"}
+    https: dict[str, Any] = {"HTTP_X_FORWARDED_PROTO": "https"}
     browser = Client(**https)
     response = sign_in(browser)
 

@@ -9,6 +9,13 @@ page over HTTP, read and submitted like a form. Nothing on the way is mocked::
         response = sign_in(client)
         assert response.status_code == 302
 
+With Django's ``AsyncClient`` (async views, an ASGI site), the same steps are awaited:
+:func:`asign_in`, :func:`astart`, :func:`afollow_consent`. The fake's consent page is then
+read in a thread, so the event loop that serves the site keeps going::
+
+    async def test_sign_in(async_client, cloudsync_settings):
+        response = await asign_in(async_client)
+
 :func:`app_authorization` plays a mobile app instead: it gets a code with PKCE for the app's
 redirect URI, to be posted to the site's ``cloudsync/app/code`` endpoint (allauth headless).
 """
@@ -22,6 +29,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlencode, urljoin, urlsplit
 
 import requests
+from asgiref.sync import sync_to_async
 
 _TIMEOUT = 10
 
@@ -56,8 +64,7 @@ class _ConsentForm(HTMLParser):
             self._done = True
 
 
-def start(client: Any, *, process: str = "login", next: str | None = None, scope: str | None = None) -> str:  # noqa: A002
-    """POST to the site's CloudSync login view; return the authorize URL it redirects to."""
+def _login_path(*, process: str, next: str | None, scope: str | None) -> str:  # noqa: A002
     from django.urls import reverse
 
     params = {"process": process}
@@ -65,10 +72,35 @@ def start(client: Any, *, process: str = "login", next: str | None = None, scope
         params["next"] = next
     if scope is not None:
         params["scope"] = scope
-    response = client.post(f"{reverse('cloudsync_login')}?{urlencode(params)}")
+    return f"{reverse('cloudsync_login')}?{urlencode(params)}"
+
+
+def _authorize_url(response: Any) -> str:
+    """Where the site's login view sent the browser: CloudSync's authorize URL."""
     if response.status_code != 302:
         raise AssertionError(f"The login view answered {response.status_code}, not a redirect")
     return str(response["Location"])
+
+
+def _check_continue_page(page: Any, location: str) -> None:
+    if page.status_code != 200 or b'method="post"' not in page.content:
+        raise AssertionError(f"Expected allauth's Continue page at {location}, got {page.status_code}")
+
+
+def start(client: Any, *, process: str = "login", next: str | None = None, scope: str | None = None) -> str:  # noqa: A002
+    """POST to the site's CloudSync login view; return the authorize URL it redirects to."""
+    return _authorize_url(client.post(_login_path(process=process, next=next, scope=scope)))
+
+
+async def astart(
+    client: Any,
+    *,
+    process: str = "login",
+    next: str | None = None,  # noqa: A002
+    scope: str | None = None,
+) -> str:
+    """:func:`start` for Django's ``AsyncClient``."""
+    return _authorize_url(await client.post(_login_path(process=process, next=next, scope=scope)))
 
 
 def consent(authorize_url: str, *, decision: str = "allow", user_id: str | None = None) -> str:
@@ -96,13 +128,24 @@ def follow_consent(client: Any, location: str, *, decision: str = "allow", user_
     """Follow a redirect to the site's CloudSync login URL (from ``@cloudsync_required``, or a
     re-authorization) through allauth's "Continue" page and the fake's consent; returns the
     site's answer to the callback."""
-    page = client.get(location)
-    if page.status_code != 200 or b'method="post"' not in page.content:
-        raise AssertionError(f"Expected allauth's Continue page at {location}, got {page.status_code}")
-    authorize = client.post(location)
-    if authorize.status_code != 302:
-        raise AssertionError(f"The login view answered {authorize.status_code}, not a redirect")
-    return client.get(consent(authorize["Location"], decision=decision, user_id=user_id))
+    _check_continue_page(client.get(location), location)
+    authorize_url = _authorize_url(client.post(location))
+    return client.get(consent(authorize_url, decision=decision, user_id=user_id))
+
+
+async def afollow_consent(
+    client: Any, location: str, *, decision: str = "allow", user_id: str | None = None
+) -> Any:
+    """:func:`follow_consent` for Django's ``AsyncClient``."""
+    _check_continue_page(await client.get(location), location)
+    authorize_url = _authorize_url(await client.post(location))
+    return await client.get(await _aconsent(authorize_url, decision=decision, user_id=user_id))
+
+
+async def _aconsent(authorize_url: str, *, decision: str, user_id: str | None) -> str:
+    # requests blocks: a thread of its own, so that the loop serving the site is not held up.
+    in_thread = sync_to_async(consent, thread_sensitive=False)
+    return await in_thread(authorize_url, decision=decision, user_id=user_id)
 
 
 def sign_in(
@@ -119,6 +162,20 @@ def sign_in(
         start(client, process=process, next=next, scope=scope), decision=decision, user_id=user_id
     )
     return client.get(callback)
+
+
+async def asign_in(
+    client: Any,
+    *,
+    decision: str = "allow",
+    user_id: str | None = None,
+    process: str = "login",
+    next: str | None = None,  # noqa: A002
+    scope: str | None = None,
+) -> Any:
+    """:func:`sign_in` for Django's ``AsyncClient``."""
+    authorize_url = await astart(client, process=process, next=next, scope=scope)
+    return await client.get(await _aconsent(authorize_url, decision=decision, user_id=user_id))
 
 
 @dataclass(frozen=True)

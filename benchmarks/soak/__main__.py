@@ -15,8 +15,8 @@ part of the time (token endpoint 5xx and timeouts, API 429 and 5xx). At the end 
 
 It exits non-zero if any "must" fails. Everything is on loopback, bounded in requests and time::
 
-    python -m soak --quick          # what .ci/run runs: ~2,000 requests
-    python -m soak --requests 50000 --max-seconds 900 --users 100
+    python -m benchmarks.soak --quick          # what .ci/run runs: ~2,000 requests
+    python -m benchmarks.soak --requests 50000 --max-seconds 900 --users 100
 """
 
 from __future__ import annotations
@@ -45,7 +45,8 @@ import requests
 
 from django_cloudsync.testing.flow import consent
 
-ROOT = Path(__file__).resolve().parent.parent
+# benchmarks/soak/__main__.py: the repository's root is three levels up.
+ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "example_project"
 HTTP_TIMEOUT = 15
 DEFAULT_POSTGRES_URL = "postgres://postgres@127.0.0.1:5432/test"
@@ -98,7 +99,7 @@ def main() -> int:
 
 
 def parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m soak", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.soak", description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="the short run of CI: 12 users, 2,000 requests")
     parser.add_argument("--users", type=int, default=40)
     parser.add_argument("--requests", type=int, default=10_000, help="stop after this many requests")
@@ -359,7 +360,8 @@ def stored_tokens(env: dict[str, str]) -> dict[str, int]:
         text=True,
         timeout=120,
     )
-    return json.loads(output.stdout.strip().splitlines()[-1])
+    counts: dict[str, int] = json.loads(output.stdout.strip().splitlines()[-1])
+    return counts
 
 
 # The report.
