@@ -59,3 +59,19 @@ def assert_failure_page(response: Any) -> None:
     """allauth's friendly "Third-Party Login Failure" page (HTTP 401), not a 500."""
     assert response.status_code == 401, response.status_code
     assert b"Third-Party Login Failure" in response.content
+
+
+def stored_state() -> list[tuple[Any, ...]]:
+    """Every stored token row as it is in the database: what a refused flow must leave alone."""
+    return list(
+        CloudSyncToken.objects.order_by("account_id").values_list(
+            "account_id",
+            "social_account__user_id",
+            "client_id",
+            "access_token_ciphertext",
+            "refresh_token_ciphertext",
+            "scope",
+            "expires_at",
+            "version",
+        )
+    )

@@ -20,7 +20,7 @@ from django.test.utils import CaptureQueriesContext
 from django_cloudsync.models import CloudSyncToken
 from django_cloudsync.sources import client_for
 from django_cloudsync.testing.flow import app_authorization, consent
-from tests.helpers import nothing_persisted
+from tests.helpers import nothing_persisted, stored_state
 
 pytestmark = pytest.mark.django_db
 
@@ -228,6 +228,72 @@ def test_app_connects_cloudsync_to_the_user_signed_in_with_a_password(client: Cl
     token = CloudSyncToken.objects.get()
     assert (token.user, token.account_id) == (user, "usr_ada")
     assert SocialAccount.objects.get().user == user
+
+
+def test_connecting_with_another_persons_access_token_changes_none_of_their_tokens(
+    client: Client, fake: Any
+) -> None:
+    # Issue 13, item 3: Ada's stored grant, then Grace's app presents Ada's access token.
+    post_app_code(client, app_code_body(authorized_app(fake)))
+    before = stored_state()
+    _, session_token = app_signed_in_with_a_password(Client())
+    issued = fake.issue_tokens(scope="workspaces:read")
+
+    response = Client().post(
+        TOKEN_URL,
+        json.dumps(
+            app_token_body(
+                {
+                    "client_id": fake.client_id,
+                    "access_token": issued["access_token"],
+                    "scope": "workspaces:read workspaces:write files:write",
+                },
+                process="connect",
+            )
+        ),
+        content_type="application/json",
+        HTTP_X_SESSION_TOKEN=session_token,
+    )
+
+    assert [error["code"] for error in errors_of(response)] == ["connected_other"]
+    assert stored_state() == before
+
+
+def test_an_apps_claimed_scope_is_kept_only_within_the_sites_own(client: Client, fake: Any) -> None:
+    issued = fake.issue_tokens(scope="workspaces:read")  # what CloudSync granted the app
+
+    response = post_app_token(
+        client,
+        app_token_body(
+            {
+                "client_id": fake.client_id,
+                "access_token": issued["access_token"],
+                "scope": "workspaces:read workspaces:write files:write",  # what the app claims
+            }
+        ),
+    )
+
+    assert_signed_in_as_ada_with_a_session_token(response)
+    # The site asks for workspaces:read (and offline_access); the rest of the claim is dropped.
+    assert CloudSyncToken.objects.get().scopes == ["workspaces:read"]
+
+
+def test_an_app_reconnecting_with_a_code_stores_the_new_grant(client: Client, fake: Any) -> None:
+    body = post_app_code(client, app_code_body(authorized_app(fake))).json()
+    before = CloudSyncToken.objects.get()
+
+    response = post_app_code(
+        Client(),
+        app_code_body(
+            authorized_app(fake, scope="workspaces:read files:read offline_access"), process="connect"
+        ),
+        HTTP_X_SESSION_TOKEN=body["meta"]["session_token"],
+    )
+
+    assert response.status_code == 200, response.content
+    after = CloudSyncToken.objects.get()
+    assert after.version == before.version + 1
+    assert "files:read" in after.scopes
 
 
 def test_app_token_is_checked_with_one_call_to_v1_me_and_no_token_request(client: Client, fake: Any) -> None:

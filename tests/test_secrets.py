@@ -224,6 +224,7 @@ def test_an_unexpected_failure_inside_a_refresh_by_the_client_shows_no_secret_in
 
 def refresh_view(request: HttpRequest) -> HttpResponse:
     """A site's view that refreshes its user's token itself, as the admin's "Refresh now" does."""
+    assert request.user.is_authenticated
     token = tokens.refresh_if_expired(CloudSyncToken.objects.get(social_account__user=request.user))
     assert token.expires_at is not None
     return JsonResponse({"expires_at": token.expires_at.isoformat()})

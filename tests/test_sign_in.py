@@ -8,14 +8,17 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from allauth.core.exceptions import ImmediateHttpResponse
 from allauth.socialaccount.models import SocialAccount, SocialToken
+from allauth.socialaccount.signals import pre_social_login
 from django.contrib.auth import get_user_model
 from django.contrib.sessions.models import Session
+from django.http import HttpResponse
 from django.test import Client
 
 from django_cloudsync.models import CloudSyncToken
 from django_cloudsync.testing.flow import consent, sign_in, start
-from tests.helpers import JSON_HEADERS, NESTED_JSON, assert_failure_page, nothing_persisted
+from tests.helpers import JSON_HEADERS, NESTED_JSON, assert_failure_page, nothing_persisted, stored_state
 
 pytestmark = pytest.mark.django_db
 
@@ -213,6 +216,69 @@ def test_connecting_for_more_scopes_keeps_the_scopes_granted_before(
     assert sorted(requested) == ["files:read", "offline_access", "workspaces:read"]
     client.get(consent(authorize))
     assert sorted(CloudSyncToken.objects.get().scopes) == ["files:read", "offline_access", "workspaces:read"]
+
+
+# A flow allauth refuses stores nothing (issue 13, item 3): allauth sends social_account_updated
+# before it decides, so the tokens wait until it has completed the login or connect.
+
+
+def test_connecting_another_users_cloudsync_account_changes_none_of_its_tokens(
+    client: Any, fake: Any
+) -> None:
+    sign_in(client)  # Ada's own account and tokens
+    before = stored_state()
+    grace = Client()
+    grace.force_login(User.objects.create_user("grace", "grace@example.com", "pw"))
+
+    response = sign_in(grace, process="connect", scope="workspaces:write files:write")
+
+    assert response.status_code == 302  # allauth's "connected to another account" message
+    assert stored_state() == before
+    assert SocialAccount.objects.get().user.username != "grace"
+    assert fake.counters["code_exchanges"] == 2  # the second grant was issued, and not kept
+
+
+def test_an_inactive_users_sign_in_changes_none_of_their_tokens(client: Any, fake: Any) -> None:
+    sign_in(client)
+    User.objects.update(is_active=False)
+    before = stored_state()
+
+    response = sign_in(Client(), scope="workspaces:write")
+
+    assert response.status_code == 302
+    assert "inactive" in response["Location"]
+    assert stored_state() == before
+
+
+@pytest.mark.parametrize("process", ["login", "connect"])
+def test_a_sign_in_vetoed_in_pre_social_login_changes_no_tokens(client: Any, fake: Any, process: str) -> None:
+    sign_in(client)
+    before = stored_state()
+
+    def veto(**kwargs: Any) -> None:
+        raise ImmediateHttpResponse(HttpResponse("Not today", status=403))
+
+    pre_social_login.connect(veto, dispatch_uid="test_veto")
+    try:
+        response = sign_in(client, process=process, scope="workspaces:write")
+    finally:
+        pre_social_login.disconnect(dispatch_uid="test_veto")
+
+    assert response.status_code == 403
+    assert stored_state() == before
+
+
+def test_an_abandoned_signup_stores_nothing_until_it_is_completed(
+    client: Any, fake: Any, settings: Any
+) -> None:
+    settings.SOCIALACCOUNT_AUTO_SIGNUP = False  # allauth asks for a signup form first
+
+    response = sign_in(client)
+
+    assert response.status_code == 302
+    assert "signup" in response["Location"]
+    assert not CloudSyncToken.objects.exists()
+    assert not SocialToken.objects.exclude(token="").exists()
 
 
 def test_disconnecting_the_account_deletes_its_tokens(client: Any, fake: Any) -> None:

@@ -20,7 +20,7 @@ def test_a_sealed_sign_in_opens_for_its_account_only() -> None:
     before = datetime.now(timezone.utc)
     sealed = tokens.seal_for_sociallogin(RESPONSE, "usr_1")
 
-    response, issued_at = tokens.unseal_sociallogin(sealed, "usr_1")
+    response, issued_at, _client_id = tokens.unseal_sociallogin(sealed, "usr_1")
 
     assert response == RESPONSE
     assert before - timedelta(seconds=1) <= issued_at <= datetime.now(timezone.utc)

@@ -42,7 +42,7 @@ import time
 from collections.abc import Callable
 from datetime import datetime
 from datetime import timezone as dt_timezone
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from django.db import router
 from django.db.models import QuerySet
@@ -59,8 +59,11 @@ logger = logging.getLogger("django_cloudsync")
 
 __all__ = [
     "RefreshOutcome",
+    "SealedGrant",
     "client_credentials",
     "forget",
+    "hold_until_completed",
+    "is_held",
     "refresh_after_rejection",
     "refresh_if_expired",
     "seal_for_sociallogin",
@@ -69,60 +72,118 @@ __all__ = [
 ]
 
 # Sign-in: allauth holds the token response until the account is saved, sometimes across
-# requests in the session (a pending signup form). It only ever holds it sealed.
+# requests in the session (a pending signup form, an email verification). It only ever holds it
+# sealed, and in the login's state rather than its SocialToken, so that SOCIALACCOUNT_STORE_TOKENS
+# never saves it either.
 
 _PENDING_PURPOSE = "django_cloudsync.sociallogin"
 _STORE_ATTEMPTS = 5
+#: Where the sealed token response waits in ``SocialLogin.state`` until allauth completes the flow.
+HELD_STATE_KEY = "cloudsync_sealed_grant"
+
+
+class SealedGrant(NamedTuple):
+    """What :func:`seal_for_sociallogin` sealed: the token response, when, and for which app."""
+
+    response: oauth.TokenResponse
+    issued_at: datetime
+    #: The client id of the CloudSync app that obtained the grant ("" for "the site's one app").
+    client_id: str
 
 
 @sensitive_variables("response", "payload")
-def seal_for_sociallogin(response: oauth.TokenResponse, account_id: str) -> str:
-    """Seal a token response for allauth's ``SocialLogin.token``, bound to the CloudSync account."""
-    payload = json.dumps({**dataclasses.asdict(response), "issued_at": time.time()})
+def seal_for_sociallogin(response: oauth.TokenResponse, account_id: str, *, client_id: str = "") -> str:
+    """Seal a token response for allauth's ``SocialLogin``, bound to the CloudSync account.
+
+    ``client_id`` names the CloudSync app that obtained the grant: its refreshes use that app.
+    """
+    payload = json.dumps({**dataclasses.asdict(response), "issued_at": time.time(), "client_id": client_id})
     return conf.cipher().encrypt(payload, _pending_associated_data(account_id))
 
 
 @sensitive_variables("sealed", "payload")
-def unseal_sociallogin(sealed: str, account_id: str) -> tuple[oauth.TokenResponse, datetime]:
-    """The token response sealed by :func:`seal_for_sociallogin` for ``account_id``, and when it
-    was issued; :class:`~.errors.UndecryptableToken` if it was sealed for anything else."""
+def unseal_sociallogin(sealed: str, account_id: str) -> SealedGrant:
+    """The grant sealed by :func:`seal_for_sociallogin` for ``account_id``;
+    :class:`~.errors.UndecryptableToken` if it was sealed for anything else."""
     payload = json.loads(conf.cipher().decrypt(sealed, _pending_associated_data(account_id)))
     issued_at = datetime.fromtimestamp(payload.pop("issued_at"), tz=dt_timezone.utc)
-    return oauth.TokenResponse(**payload), issued_at
+    client_id = payload.pop("client_id", "")
+    return SealedGrant(oauth.TokenResponse(**payload), issued_at, client_id)
 
 
 def _pending_associated_data(account_id: str) -> bytes:
     return f"{_PENDING_PURPOSE}:{account_id}".encode()
 
 
-@sensitive_variables("response")
-def store_from_sociallogin(sociallogin: SocialLogin) -> CloudSyncToken | None:
-    """Store the tokens of a completed CloudSync sign-in, connect or re-authorization.
+def hold_until_completed(sociallogin: SocialLogin) -> None:
+    """Move a CloudSync login's sealed tokens from its ``SocialToken`` into its state.
 
-    Called once allauth has saved the ``SocialAccount``. Re-authorization updates the
-    existing row: new tokens, the newly granted scope; a missing refresh token keeps the old one.
+    Called when allauth has looked the account up and before it decides whether the login or
+    connect may proceed (and before ``SOCIALACCOUNT_STORE_TOKENS`` saves the ``SocialToken``):
+    from here the tokens wait, sealed, for :func:`store_from_sociallogin`, which runs only
+    once allauth completed the flow. A flow that is refused, vetoed or abandoned stores nothing.
+    """
+    token = sociallogin.token
+    if sociallogin.account.provider != conf.PROVIDER_ID or token is None or not token.token:
+        return
+    sociallogin.state[HELD_STATE_KEY] = token.token
+    token.token = token.token_secret = ""
+    token.expires_at = None
+
+
+def is_held(sociallogin: SocialLogin) -> bool:
+    """Whether ``sociallogin`` still carries tokens that no completed flow has stored."""
+    return bool(sociallogin.state.get(HELD_STATE_KEY))
+
+
+@sensitive_variables("sealed", "grant")
+def store_from_sociallogin(sociallogin: SocialLogin) -> CloudSyncToken | None:
+    """Store the tokens of a CloudSync sign-in, connect or re-authorization that allauth completed.
+
+    Called once allauth has saved the ``SocialAccount`` and let the login or connect proceed;
+    the tokens are taken out of the login, so a second signal of the same flow stores nothing.
+    Re-authorization updates the existing row: new tokens, the newly granted scope, the app that
+    obtained them; a missing refresh token keeps the old one. The owner is the account's user.
     """
     account = sociallogin.account
-    token = sociallogin.token
-    if account.provider != conf.PROVIDER_ID or account.pk is None or token is None or not token.token:
+    if account.provider != conf.PROVIDER_ID or account.pk is None:
+        return None
+    sealed = sociallogin.state.pop(HELD_STATE_KEY, None)
+    if not sealed and sociallogin.token is not None and sociallogin.token.token:
+        # A login stashed in a session before its tokens were held in its state: take them out
+        # of the SocialToken (which SOCIALACCOUNT_STORE_TOKENS may have saved) as well.
+        sealed = sociallogin.token.token
+        hold_until_completed(sociallogin)
+        sociallogin.state.pop(HELD_STATE_KEY, None)
+        if sociallogin.token.pk is not None:
+            type(sociallogin.token).objects.filter(pk=sociallogin.token.pk).update(
+                token="", token_secret="", expires_at=None
+            )
+    if not sealed:
         return None
     try:
-        response, issued_at = unseal_sociallogin(token.token, account.uid)
+        grant = unseal_sociallogin(sealed, account.uid)
     except errors.UndecryptableToken:
         logger.warning("Ignored an unsealable CloudSync sign-in token for account %s", account.uid)
         return None
+    response = grant.response
     if response.scope is None:  # RFC 6749 §5.1: no scope in the answer means the requested scope.
         response = dataclasses.replace(response, scope=sociallogin.state.get("requested_scope"))
 
     def write() -> CloudSyncToken | None:
         row = CloudSyncToken.objects.filter(social_account=account).first()
         if row is None:
-            row = CloudSyncToken(social_account=account, account_id=account.uid)
-            row.set_tokens(response, now=issued_at)
+            row = CloudSyncToken(social_account=account, account_id=account.uid, client_id=grant.client_id)
+            row.set_tokens(response, now=grant.issued_at)
             row.save(force_insert=True)
             return row
         seen = row.version
-        row.set_tokens(response, now=issued_at)
+        if row.client_id != grant.client_id:
+            # A refresh token kept from another app's grant would be refreshed with the wrong
+            # app's credentials: a grant of another app replaces the old one whole.
+            row.refresh_token_ciphertext = ""
+        row.client_id = grant.client_id
+        row.set_tokens(response, now=grant.issued_at)
         return row if _replace_if_unchanged(row, seen) else None
 
     # The sign-in writes in the caller's transaction (the SocialAccount allauth just saved may
@@ -141,6 +202,7 @@ def _replace_if_unchanged(row: CloudSyncToken, seen_version: int) -> bool:
     """Write ``row``'s tokens if its stored ``version`` is still ``seen_version`` (one UPDATE)."""
     return (
         CloudSyncToken.objects.filter(pk=row.pk, version=seen_version).update(
+            client_id=row.client_id,
             access_token_ciphertext=row.access_token_ciphertext,
             refresh_token_ciphertext=row.refresh_token_ciphertext,
             scope=row.scope,
@@ -276,7 +338,7 @@ def _refresh_claimed(
     refresh_token = row.refresh_token()
     assert refresh_token is not None  # the claim was for a row with a refresh token
     try:
-        response = oauth.refresh(refresh_token=refresh_token, **client_credentials())
+        response = oauth.refresh(refresh_token=refresh_token, **client_credentials(row.client_id))
     except errors.InvalidGrant:
         # We held the lease on this version, so no other worker has refreshed with this refresh
         # token: CloudSync really refused it (revoked, expired, or reused).
@@ -344,17 +406,37 @@ def forget(token: CloudSyncToken) -> None:
     logger.info("Forgot the CloudSync tokens of account %s", token.account_id)
 
 
-def client_credentials() -> dict[str, str]:
-    """The site's CloudSync ``client_id`` and ``client_secret``, as the token endpoint takes them."""
-    # allauth's own lookup, so SocialApp rows in the database work as well as APPS in settings.
-    from allauth.socialaccount.adapter import get_adapter
-    from allauth.socialaccount.models import SocialApp
+def client_credentials(client_id: str = "") -> dict[str, str]:
+    """The ``client_id`` and ``client_secret`` of the CloudSync app ``client_id``, as the token
+    endpoint takes them; with no ``client_id``, of the site's one CloudSync app.
 
-    try:
-        # No request: outside a request (a task, a command) every app counts, not a site's.
-        app = get_adapter().get_app(None, provider=conf.PROVIDER_ID)  # type: ignore[arg-type]
-    except SocialApp.DoesNotExist:
+    The app is found among all of allauth's apps (``APPS`` in settings and ``SocialApp`` rows,
+    hidden ones and every ``Site``'s included): a grant is refreshed by the app that obtained it
+    wherever the refresh runs. :class:`~.errors.ConfigurationError` if there is no such app, or
+    more than one with no way to tell them apart.
+    """
+    # allauth's own list, so SocialApp rows in the database work as well as APPS in settings.
+    from allauth.socialaccount.adapter import get_adapter
+
+    # No request: every app counts, not one site's; hidden ones too (a mobile app's grant).
+    apps = get_adapter().list_apps(None, provider=conf.PROVIDER_ID, client_id=client_id or None)  # type: ignore[arg-type]
+    if not client_id:
+        # Rows stored before grants named their app were obtained by the site's one visible app.
+        apps = [app for app in apps if not (app.settings or {}).get("hidden")]
+    # One client id listed once per Site, with one secret, is one app.
+    credentials = {(app.client_id, app.secret) for app in apps}
+    if not credentials:
         raise errors.ConfigurationError(
-            "No CloudSync app: set SOCIALACCOUNT_PROVIDERS['cloudsync']['APPS']"
-        ) from None
-    return {"client_id": app.client_id, "client_secret": app.secret}
+            f"No CloudSync app has the client id {client_id!r}, which obtained this grant: put it "
+            "back in SOCIALACCOUNT_PROVIDERS['cloudsync']['APPS'] or the SocialApp table"
+            if client_id
+            else "No CloudSync app: set SOCIALACCOUNT_PROVIDERS['cloudsync']['APPS']"
+        )
+    if len(credentials) > 1:
+        raise errors.ConfigurationError(
+            f"Several CloudSync apps have the client id {client_id!r}, with different secrets"
+            if client_id
+            else "Several CloudSync apps, and this grant does not say which obtained it: sign in again"
+        )
+    ((found_id, secret),) = credentials
+    return {"client_id": found_id, "client_secret": secret}

@@ -32,6 +32,7 @@ Sites that do not need it turn it off with
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -78,6 +79,7 @@ def verify_app_token(
         response = oauth.TokenResponse.from_json(
             {"access_token": access_token, "token_type": "Bearer", "scope": token.get("scope")}
         )
+        response = dataclasses.replace(response, scope=vouched_scope(provider, response.scope))
     except errors.InvalidResponse:
         raise _refused(
             "The token is not a well-formed CloudSync access token, or its scope is not a string."
@@ -90,6 +92,22 @@ def verify_app_token(
             f"this site uses CloudSync's {_ENVIRONMENT_NAMES[expected]} environment."
         )
     return _sign_in_with(request, provider, response)
+
+
+def vouched_scope(provider: CloudSyncProvider, claimed: str | None) -> str | None:
+    """The part of an app's claimed scope that is stored with its access token.
+
+    CloudSync reports no scope for an access token (``GET /v1/me`` answers any valid token, and
+    there is no introspection), so the claim cannot be verified. Only the scopes this site itself
+    asks for (``SCOPE``, the default and ``offline_access``) are kept of it: a claim never adds a
+    scope the site's own sign-in would not have asked for, and for those the API stays the judge
+    (a token without them is answered ``403 insufficient_scope``). No claim (``None``) is kept as
+    unknown. Trusted: the account (``GET /v1/me``) and the site's own settings; not the claim.
+    """
+    if claimed is None:
+        return None
+    asked = set(provider.get_scope())
+    return dialect.join_scope([scope for scope in dialect.split_scope(claimed) if scope in asked])
 
 
 @sensitive_variables("token", "code", "code_verifier", "response")
@@ -154,7 +172,7 @@ def _site_provider(request: HttpRequest, client_id: Any) -> CloudSyncProvider:
         raise _refused("The `client_id` is not this site's CloudSync client.") from None
 
 
-@sensitive_variables("response")
+@sensitive_variables("response", "sealed")
 def _sign_in_with(
     request: HttpRequest, provider: CloudSyncProvider, response: oauth.TokenResponse
 ) -> SocialLogin:
@@ -171,7 +189,9 @@ def _sign_in_with(
     # from settings (APPS) is unsaved, and SOCIALACCOUNT_STORE_TOKENS would fail to save the token.
     sociallogin.token = SocialToken(
         app=provider.app if provider.app.pk else None,
-        token=tokens.seal_for_sociallogin(response, sociallogin.account.uid),
+        token=tokens.seal_for_sociallogin(
+            response, sociallogin.account.uid, client_id=provider.app.client_id
+        ),
     )
     return sociallogin
 

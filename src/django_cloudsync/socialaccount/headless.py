@@ -33,7 +33,7 @@ from django.core.exceptions import ValidationError
 from django.http import HttpRequest, HttpResponse
 from django.urls import path
 
-from .. import conf
+from .. import conf, receivers
 from . import app_tokens
 from .transaction import sign_in_transaction
 
@@ -94,7 +94,10 @@ class AppCodeView(ProviderTokenView):
         # The code was exchanged while the input was cleaned; what allauth writes from here
         # commits together with the login, or not at all.
         with sign_in_transaction(request):
-            return super().post(request, *args, **kwargs)
+            response = super().post(request, *args, **kwargs)
+            # A refusal raises or answers 4xx; allauth answers an accepted re-connect with 200.
+            receivers.store_reconnect(request, lambda sociallogin: response.status_code == 200)
+        return response
 
 
 def _malformed_body(request: HttpRequest, message: str) -> ImmediateHttpResponse:

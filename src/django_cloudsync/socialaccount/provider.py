@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, TypeGuard
 
-from allauth.socialaccount.models import SocialLogin, SocialToken
+from allauth.socialaccount.models import SocialLogin
 from allauth.socialaccount.providers.base.constants import AuthProcess
 from allauth.socialaccount.providers.base.provider import ProviderAccount, ProviderException
 from allauth.socialaccount.providers.oauth2.provider import OAuth2Provider
@@ -130,25 +130,6 @@ class CloudSyncProvider(OAuth2Provider):
     def extract_extra_data(self, data: dict[str, Any]) -> dict[str, Any]:
         # Keep the profile, not whatever else the response may carry.
         return {key: value for key in ("id", "email", "name") if _storable(value := data.get(key))}
-
-
-def empty_allauth_token(sociallogin: SocialLogin) -> None:
-    """Leave nothing of a CloudSync sign-in's tokens in allauth's ``SocialToken``, once stored.
-
-    The sealed token response rides on ``sociallogin.token`` only until the account is saved and
-    our own row is written. With ``SOCIALACCOUNT_STORE_TOKENS`` allauth also saves that
-    ``SocialToken``, where the sealed blob would stay, openable with the site's key and never
-    re-sealed by key rotation: allauth saves it before the tokens are stored for a new account or
-    a connect (emptied here with one UPDATE), and after them for an account signing in again
-    (emptied here in memory, before allauth saves it).
-    """
-    token = sociallogin.token
-    if token is None or sociallogin.account.provider != conf.PROVIDER_ID:
-        return
-    token.token = token.token_secret = ""
-    token.expires_at = None
-    if token.pk is not None:
-        SocialToken.objects.filter(pk=token.pk).update(token="", token_secret="", expires_at=None)
 
 
 def _storable(value: Any) -> TypeGuard[str]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from allauth.socialaccount.adapter import get_adapter
 from allauth.socialaccount.helpers import render_authentication_error
 from allauth.socialaccount.models import SocialApp, SocialLogin, SocialToken
 from allauth.socialaccount.providers.base.constants import AuthError
@@ -25,7 +26,7 @@ from django.http import HttpRequest, HttpResponse
 from django.utils.http import urlencode
 from django.views.decorators.debug import sensitive_variables
 
-from .. import conf, consent, dialect, errors, oauth, tokens
+from .. import conf, consent, dialect, errors, oauth, receivers, tokens
 from .transaction import sign_in_transaction
 
 
@@ -91,8 +92,9 @@ class CloudSyncOAuth2Adapter(OAuth2Adapter):
         sociallogin = self.get_provider().sociallogin_from_response(request, profile)
         # From here on allauth may keep the SocialLogin (in the session, while a signup form
         # is pending) or save its SocialToken (SOCIALACCOUNT_STORE_TOKENS): give it a sealed
-        # token response only. Our signal receivers store it once the account is saved.
-        token.token = tokens.seal_for_sociallogin(response, sociallogin.account.uid)
+        # token response only, naming the app that obtained it. Our signal receivers hold it
+        # until allauth completes the login or connect, and store it then.
+        token.token = tokens.seal_for_sociallogin(response, sociallogin.account.uid, client_id=app.client_id)
         token.token_secret = ""
         token.expires_at = None
         return sociallogin
@@ -111,11 +113,30 @@ class CloudSyncCallbackView(OAuth2CallbackView):
             # mail, the login) commits together or not at all.
             with sign_in_transaction(request):
                 response = super().dispatch(request, *args, **kwargs)
+                # allauth sends no signal for a re-connect: its tokens are stored here, if accepted.
+                receivers.store_reconnect(
+                    request, lambda sociallogin: _is_accepted_connect(request, sociallogin, response)
+                )
             # A signed-in user's connect: "CloudSync access was updated" or "not granted".
             response = consent.finish(request, response)
         # The callback URL carries the code: keep it out of the Referer of whatever comes next.
         response["Referrer-Policy"] = "no-referrer"
         return response
+
+
+def _is_accepted_connect(request: HttpRequest, sociallogin: SocialLogin, response: HttpResponse) -> bool:
+    """Whether ``response`` is allauth's answer to a connect it accepted: a redirect to the
+    connect's ``next`` (or the connections page), with no ``error`` added for a headless client.
+    A refusal, a veto or a reauthentication answers anything else."""
+    if response.status_code != 302:
+        return False
+    if sociallogin.is_headless:
+        expected = sociallogin.state.get("next")
+    else:
+        expected = sociallogin.get_redirect_url(request) or get_adapter().get_connect_redirect_url(
+            request, sociallogin.account
+        )
+    return bool(expected) and response.get("Location") == expected
 
 
 oauth2_login = OAuth2LoginView.adapter_view(CloudSyncOAuth2Adapter)
