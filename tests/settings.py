@@ -1,7 +1,9 @@
 """Settings for django-cloudsync's own test suite.
 
 SQLite by default. ``CLOUDSYNC_TEST_POSTGRES_URL`` (``postgres://user@host:port/dbname``) adds a
-``postgres`` database alias for the tests marked ``postgres``; without it those tests skip.
+``postgres`` database alias, and ``CLOUDSYNC_TEST_MYSQL_URL`` (``mysql://user@host:port/dbname``,
+MariaDB or MySQL, with the ``mysql`` extra's driver) a ``mysql`` one, for the tests that run on a
+database server (the ``on_server_database`` fixture); without them those tests skip.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import importlib.util
 import os
 import tempfile
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 BASE_DIR = Path(__file__).resolve().parent
@@ -77,19 +80,32 @@ DATABASES = {
     },
 }
 
-_postgres_url = os.environ.get("CLOUDSYNC_TEST_POSTGRES_URL")
-if _postgres_url:
-    _url = urlsplit(_postgres_url)
-    DATABASES["postgres"] = {
-        "ENGINE": "django.db.backends.postgresql",
-        "NAME": _url.path.lstrip("/") or "test",
-        "USER": _url.username or "postgres",
-        "PASSWORD": _url.password or "",
-        "HOST": _url.hostname or "127.0.0.1",
-        "PORT": str(_url.port or 5432),
+
+def _server_database(url: str, engine: str, default_user: str, default_port: int) -> dict[str, Any]:
+    """A ``DATABASES`` entry for the server at ``url`` (``scheme://user:password@host:port/dbname``)."""
+    parts = urlsplit(url)
+    return {
+        "ENGINE": engine,
+        "NAME": parts.path.lstrip("/") or "test",
+        "USER": parts.username or default_user,
+        "PASSWORD": parts.password or "",
+        "HOST": parts.hostname or "127.0.0.1",
+        "PORT": str(parts.port or default_port),
         # One test database per run, so that parallel runs (tox, a second terminal) do not collide.
         "TEST": {"NAME": f"test_cloudsync_{os.getpid()}"},
     }
+
+
+if _postgres_url := os.environ.get("CLOUDSYNC_TEST_POSTGRES_URL"):
+    DATABASES["postgres"] = _server_database(_postgres_url, "django.db.backends.postgresql", "postgres", 5432)
+if _mysql_url := os.environ.get("CLOUDSYNC_TEST_MYSQL_URL"):
+    _mysql = _server_database(_mysql_url, "django.db.backends.mysql", "root", 3306)
+    # utf8mb4 (MySQL's "utf8" holds three bytes a character at most) for the connection and the
+    # test database, whatever the server's default. Django's own isolation level (READ COMMITTED)
+    # stays, as on a site that follows Django's notes on MySQL.
+    _mysql["OPTIONS"] = {"charset": "utf8mb4"}
+    _mysql["TEST"] = {**_mysql["TEST"], "CHARSET": "utf8mb4", "COLLATION": "utf8mb4_unicode_ci"}
+    DATABASES["mysql"] = _mysql
 
 DATABASE_ROUTERS = ["tests.routers.SelectableDatabaseRouter"]
 

@@ -60,12 +60,10 @@ def test_api_calls_from_many_requests_on_one_thread_share_one_connection(client:
 # The sign-in callback's queries, against a provider built the way allauth builds its own.
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database(request: pytest.FixtureRequest) -> str:
-    """The alias the test runs on; the PostgreSQL case skips without CLOUDSYNC_TEST_POSTGRES_URL."""
-    if request.param == "postgresql":
-        return str(request.getfixturevalue("on_postgres"))
-    return "default"
+@pytest.fixture
+def database(on_each_database: str) -> str:
+    """The alias the test runs on: SQLite, then each database server (skipped without its URL)."""
+    return on_each_database
 
 
 @pytest.fixture

@@ -246,12 +246,9 @@ def before_first_write(action: Callable[[], None]) -> Callable[..., Any]:
     return wrapper
 
 
-@pytest.mark.parametrize("database", ["sqlite", "postgres"])
 def test_a_refresh_during_rotation_loses_nothing(
-    client: Any, fake: Any, settings: Any, request: pytest.FixtureRequest, database: str
+    on_each_database: str, client: Any, fake: Any, settings: Any
 ) -> None:
-    if database == "postgres":
-        request.getfixturevalue("on_postgres")
     settings.CLOUDSYNC_ENCRYPTION_KEYS = [OLD_KEY]
     token = expire(signed_in(client))
     old_tokens = (token.access_token(), token.refresh_token())
