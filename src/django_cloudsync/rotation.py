@@ -11,10 +11,12 @@ interrupted:
   commits on its own, so an interruption loses at most the batch in flight.
 * A row whose ciphertexts are already under the first key is skipped, so a second run finishes
   the job without re-encrypting anything twice.
-* Each row is written with a compare-and-swap on ``version``: if a refresh wrote new tokens
-  between our read and our write, our write matches no row, and the row is read again (the
-  refresh's tokens are then usually under the first key already). ``version`` itself is left
-  alone, because it means "new tokens", and the refresh logic compares it.
+* A batch is re-encrypted in Python and written in one UPDATE (a few where the database limits
+  query parameters, as SQLite does), with a compare-and-swap on ``version`` for each row: a row
+  that a refresh wrote between our read and our write keeps the refresh's tokens, and is read
+  again (the refresh's tokens are then usually under the first key already) and retried. So a
+  batch costs the same few queries whatever the table's size. ``version`` itself is left alone,
+  because it means "new tokens", and the refresh logic compares it.
 * A row that no configured key can decrypt is reported by id and left as it is, never dropped.
 
 :func:`check_keys` changes nothing: it counts rows per key id, and the rows no key can decrypt.
@@ -25,11 +27,11 @@ progress or may be interrupted.
 from __future__ import annotations
 
 import dataclasses
-import enum
 from collections import Counter
 from collections.abc import Iterator
+from typing import Any
 
-from django.db import router
+from django.db import connections, router
 from django.views.decorators.debug import sensitive_variables
 
 from . import conf, errors
@@ -43,15 +45,6 @@ MAX_ATTEMPTS_PER_ROW = 5
 #: The columns the rotation reads: enough to re-encrypt and to name a row, nothing more.
 ROW_FIELDS = ("id", "account_id", "version", "access_token_ciphertext", "refresh_token_ciphertext")
 TOKEN_FIELDS = ("access_token", "refresh_token")
-
-
-class RowOutcome(enum.Enum):
-    """What happened to one row."""
-
-    ROTATED = "rotated"
-    CURRENT = "current"  # already under the first key
-    GONE = "gone"  # deleted while we worked
-    CONTENDED = "contended"  # changed by refreshes on every attempt
 
 
 @dataclasses.dataclass
@@ -92,16 +85,6 @@ class Tally:
         self.rows_per_key += other.rows_per_key
         self.stale += other.stale
         self.limit_reached = self.limit_reached or other.limit_reached
-
-    def count(self, row: CloudSyncToken, outcome: RowOutcome) -> None:
-        if outcome is RowOutcome.ROTATED:
-            self.rotated += 1
-        elif outcome is RowOutcome.CURRENT:
-            self.current += 1
-        elif outcome is RowOutcome.GONE:
-            self.gone += 1
-        else:
-            self.contended.append(str(row.pk))
 
 
 class KeyRotation:
@@ -182,20 +165,124 @@ class KeyRotation:
             # Rebuilt from scratch on each attempt: a batch retried after "database is locked"
             # was rolled back, and must not be counted twice.
             done = Tally()
+            pending: list[Resealed] = []
             for row in batch:
-                if self.limit is not None and self.result.rotated + done.rotated >= self.limit:
+                if self.limit is not None and self.result.rotated + len(pending) >= self.limit:
                     done.limit_reached = True
                     break
                 done.examined += 1
-                try:
-                    done.count(row, _rotate_row(self.cipher, self.database, row))
-                except errors.UndecryptableToken as exc:
-                    done.unreadable.append(_unreadable(row, exc))
+                _sort(done, pending, self.cipher, row)
+            for _ in range(MAX_ATTEMPTS_PER_ROW):
+                if not pending:
+                    break
+                pending = self._write(done, pending)
+            done.contended += [str(resealed.row.pk) for resealed in pending]
             return done
 
         # One transaction per batch (one commit, not one per row); on SQLite, waiting for the
         # write lock as long as a refresh holding it can take.
         return with_lock_retries(self.database, rotate)
+
+    def _write(self, done: Tally, pending: list[Resealed]) -> list[Resealed]:
+        """Write ``pending`` where each row's version is still the one read; the rows to try again.
+
+        A row whose version moved was refreshed meanwhile: it is read again (its new tokens are
+        usually under the first key already), and never overwritten.
+        """
+        written = sum(_write_if_unchanged(self.database, chunk) for chunk in self._chunks(pending))
+        if written == len(pending):
+            done.rotated += written
+            return []
+        # Some rows changed since they were read: tell which by what they hold now. Each new
+        # ciphertext has a nonce of its own, so a row holds it only if our write went in; and our
+        # write's row locks (SQLite: its write lock) keep those rows as they are until we commit.
+        rows = CloudSyncToken.objects.using(self.database).only(*ROW_FIELDS)
+        now = {row.pk: row for row in rows.filter(pk__in=[resealed.row.pk for resealed in pending])}
+        retry: list[Resealed] = []
+        for resealed in pending:
+            fresh = now.get(resealed.row.pk)
+            if fresh is None:
+                done.gone += 1
+            elif all(getattr(fresh, column) == value for column, value in resealed.changes.items()):
+                done.rotated += 1
+            else:
+                _sort(done, retry, self.cipher, fresh)
+        return retry
+
+    def _chunks(self, pending: list[Resealed]) -> Iterator[list[Resealed]]:
+        """``pending`` in as few UPDATEs as the database's limit on query parameters allows."""
+        max_params = connections[self.database].features.max_query_params
+        size = len(pending) if max_params is None else max(1, max_params // PARAMS_PER_ROW)
+        for start in range(0, len(pending), size):
+            yield pending[start : start + size]
+
+
+@dataclasses.dataclass(frozen=True)
+class Resealed:
+    """A row as read, and its new ciphertexts (by column) not yet written."""
+
+    row: CloudSyncToken
+    changes: dict[str, str]
+
+
+def _sort(done: Tally, pending: list[Resealed], cipher: TokenCipher, row: CloudSyncToken) -> None:
+    """Count ``row`` as current or unreadable in ``done``, or add its new ciphertexts to ``pending``."""
+    try:
+        changes = _resealed(cipher, row)
+    except errors.UndecryptableToken as exc:
+        done.unreadable.append(_unreadable(row, exc))
+        return
+    if changes:
+        pending.append(Resealed(row, changes))
+    else:
+        done.current += 1
+
+
+#: Query parameters one row takes in :func:`_write_if_unchanged`'s UPDATE: its pk in the ``IN``
+#: list, its pk and version in the version check, its pk and ciphertext for each token column.
+PARAMS_PER_ROW = 3 + 2 * len(TOKEN_FIELDS)
+
+
+def _write_if_unchanged(database: str, pending: list[Resealed]) -> int:
+    """Write every row's new ciphertexts in one UPDATE, each only if its ``version`` is the one we
+    read (a compare-and-swap per row); how many rows it wrote.
+
+    ``version`` and ``updated_at`` are left alone: they mean "new tokens", and a rotation brings
+    none (``refresh_after_rejection`` compares ``version``).
+    """
+    connection = connections[database]
+    quote = connection.ops.quote_name
+    meta = CloudSyncToken._meta
+    pk_column = quote(meta.pk.column or meta.pk.attname)
+    version_column = quote(meta.get_field("version").column or "version")
+
+    def pk_param(resealed: Resealed) -> Any:
+        return meta.pk.get_db_prep_value(resealed.row.pk, connection)
+
+    assignments: list[str] = []
+    params: list[Any] = []
+    for field in TOKEN_FIELDS:
+        column = f"{field}_ciphertext"
+        changed = [resealed for resealed in pending if column in resealed.changes]
+        if changed:
+            assignments.append(
+                f"{quote(column)} = CASE {pk_column} {' '.join(['WHEN %s THEN %s'] * len(changed))} "
+                f"ELSE {quote(column)} END"
+            )
+            for resealed in changed:
+                params += [pk_param(resealed), resealed.changes[column]]
+    in_list = ", ".join(["%s"] * len(pending))
+    params += [pk_param(resealed) for resealed in pending]
+    expected = " ".join(["WHEN %s THEN %s"] * len(pending))
+    for resealed in pending:
+        params += [pk_param(resealed), resealed.row.version]
+    sql = (
+        f"UPDATE {quote(meta.db_table)} SET {', '.join(assignments)} "  # noqa: S608 (our own names)
+        f"WHERE {pk_column} IN ({in_list}) AND {version_column} = CASE {pk_column} {expected} END"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return int(cursor.rowcount)
 
 
 def rotate_keys(
@@ -228,24 +315,6 @@ def _resealed(cipher: TokenCipher, row: CloudSyncToken) -> dict[str, str]:
         if not cipher.is_current(ciphertext):
             changes[column] = cipher.encrypt(plaintext, associated_data)
     return changes
-
-
-def _rotate_row(cipher: TokenCipher, database: str, row: CloudSyncToken) -> RowOutcome:
-    """Re-encrypt one row, unless a concurrent write keeps beating us to it."""
-    rows = CloudSyncToken.objects.using(database)
-    for _ in range(MAX_ATTEMPTS_PER_ROW):
-        changes = _resealed(cipher, row)
-        if not changes:
-            return RowOutcome.CURRENT
-        # Compare-and-swap: written only if no new tokens were stored since we read the row.
-        # QuerySet.update() leaves version and updated_at alone, as it should.
-        if rows.filter(pk=row.pk, version=row.version).update(**changes):
-            return RowOutcome.ROTATED
-        fresh = rows.only(*ROW_FIELDS).filter(pk=row.pk).first()
-        if fresh is None:
-            return RowOutcome.GONE
-        row = fresh
-    return RowOutcome.CONTENDED
 
 
 def _verified_key_ids(cipher: TokenCipher, row: CloudSyncToken) -> set[str]:
