@@ -12,8 +12,8 @@ import importlib.util
 import os
 import tempfile
 from pathlib import Path
-from typing import Any
-from urllib.parse import urlsplit
+
+from tests.routers import server_database
 
 BASE_DIR = Path(__file__).resolve().parent
 
@@ -81,31 +81,19 @@ DATABASES = {
 }
 
 
-def _server_database(url: str, engine: str, default_user: str, default_port: int) -> dict[str, Any]:
-    """A ``DATABASES`` entry for the server at ``url`` (``scheme://user:password@host:port/dbname``)."""
-    parts = urlsplit(url)
-    return {
-        "ENGINE": engine,
-        "NAME": parts.path.lstrip("/") or "test",
-        "USER": parts.username or default_user,
-        "PASSWORD": parts.password or "",
-        "HOST": parts.hostname or "127.0.0.1",
-        "PORT": str(parts.port or default_port),
-        # One test database per run, so that parallel runs (tox, a second terminal) do not collide.
-        "TEST": {"NAME": f"test_cloudsync_{os.getpid()}"},
-    }
-
-
+# One test database per run on each server, so that parallel runs (tox, a second terminal) do not
+# collide.
+_TEST_NAME = f"test_cloudsync_{os.getpid()}"
 if _postgres_url := os.environ.get("CLOUDSYNC_TEST_POSTGRES_URL"):
-    DATABASES["postgres"] = _server_database(_postgres_url, "django.db.backends.postgresql", "postgres", 5432)
+    DATABASES["postgres"] = {
+        **server_database(_postgres_url, "django.db.backends.postgresql"),
+        "TEST": {"NAME": _TEST_NAME},
+    }
 if _mysql_url := os.environ.get("CLOUDSYNC_TEST_MYSQL_URL"):
-    _mysql = _server_database(_mysql_url, "django.db.backends.mysql", "root", 3306)
-    # utf8mb4 (MySQL's "utf8" holds three bytes a character at most) for the connection and the
-    # test database, whatever the server's default. Django's own isolation level (READ COMMITTED)
-    # stays, as on a site that follows Django's notes on MySQL.
-    _mysql["OPTIONS"] = {"charset": "utf8mb4"}
-    _mysql["TEST"] = {**_mysql["TEST"], "CHARSET": "utf8mb4", "COLLATION": "utf8mb4_unicode_ci"}
-    DATABASES["mysql"] = _mysql
+    DATABASES["mysql"] = {
+        **server_database(_mysql_url, "django.db.backends.mysql"),
+        "TEST": {"NAME": _TEST_NAME, "CHARSET": "utf8mb4", "COLLATION": "utf8mb4_unicode_ci"},
+    }
 
 DATABASE_ROUTERS = ["tests.routers.SelectableDatabaseRouter"]
 

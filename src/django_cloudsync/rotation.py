@@ -28,8 +28,8 @@ from __future__ import annotations
 
 import dataclasses
 from collections import Counter
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import Any, NamedTuple
 
 from django.db import connections, router
 from django.views.decorators.debug import sensitive_variables
@@ -45,6 +45,17 @@ MAX_ATTEMPTS_PER_ROW = 5
 #: The columns the rotation reads: enough to re-encrypt and to name a row, nothing more.
 ROW_FIELDS = ("id", "account_id", "version", "access_token_ciphertext", "refresh_token_ciphertext")
 TOKEN_FIELDS = ("access_token", "refresh_token")
+
+
+class StoredRow(NamedTuple):
+    """The columns of one row the rotation reads (:data:`ROW_FIELDS`), as plain values: a model
+    instance per row would cost more than the row's encryption."""
+
+    pk: Any
+    account_id: str
+    version: int
+    access_token_ciphertext: str
+    refresh_token_ciphertext: str
 
 
 @dataclasses.dataclass
@@ -113,6 +124,7 @@ class KeyRotation:
         self.check = check
         self.cipher = cipher if cipher is not None else conf.cipher()
         self.result = Tally()
+        self._associated_data = _associated_data_by_pk()
 
     def row_count(self) -> int:
         """How many rows there are to examine (for a progress bar; rows may come and go)."""
@@ -135,23 +147,23 @@ class KeyRotation:
 
     # Reading: keyset pagination over the primary key, so memory stays at one batch.
 
-    def _pages(self) -> Iterator[list[CloudSyncToken]]:
-        rows = CloudSyncToken.objects.using(self.database).only(*ROW_FIELDS).order_by("pk")
+    def _pages(self) -> Iterator[list[StoredRow]]:
+        rows = CloudSyncToken.objects.using(self.database).order_by("pk").values_list(*ROW_FIELDS)
         last_pk = None
         while True:
             page = rows if last_pk is None else rows.filter(pk__gt=last_pk)
-            batch = list(page[: self.batch_size])
+            batch = list(map(StoredRow._make, page[: self.batch_size]))
             if batch:
                 yield batch
             if len(batch) < self.batch_size:
                 return
             last_pk = batch[-1].pk
 
-    def _check_batch(self, batch: list[CloudSyncToken]) -> Tally:
+    def _check_batch(self, batch: list[StoredRow]) -> Tally:
         tally = Tally(examined=len(batch))
         for row in batch:
             try:
-                key_ids = _verified_key_ids(self.cipher, row)
+                key_ids = _verified_key_ids(self.cipher, row, self._associated_data)
             except errors.UndecryptableToken as exc:
                 tally.unreadable.append(_unreadable(row, exc))
                 continue
@@ -160,7 +172,7 @@ class KeyRotation:
                 tally.stale += 1
         return tally
 
-    def _rotate_batch(self, batch: list[CloudSyncToken]) -> Tally:
+    def _rotate_batch(self, batch: list[StoredRow]) -> Tally:
         def rotate() -> Tally:
             # Rebuilt from scratch on each attempt: a batch retried after "database is locked"
             # was rolled back, and must not be counted twice.
@@ -171,7 +183,7 @@ class KeyRotation:
                     done.limit_reached = True
                     break
                 done.examined += 1
-                _sort(done, pending, self.cipher, row)
+                self._sort(done, pending, row)
             for _ in range(MAX_ATTEMPTS_PER_ROW):
                 if not pending:
                     break
@@ -196,8 +208,11 @@ class KeyRotation:
         # Some rows changed since they were read: tell which by what they hold now. Each new
         # ciphertext has a nonce of its own, so a row holds it only if our write went in; and our
         # write's row locks (SQLite: its write lock) keep those rows as they are until we commit.
-        rows = CloudSyncToken.objects.using(self.database).only(*ROW_FIELDS)
-        now = {row.pk: row for row in rows.filter(pk__in=[resealed.row.pk for resealed in pending])}
+        rows = CloudSyncToken.objects.using(self.database).values_list(*ROW_FIELDS)
+        now = {
+            row.pk: row
+            for row in map(StoredRow._make, rows.filter(pk__in=[resealed.row.pk for resealed in pending]))
+        }
         retry: list[Resealed] = []
         for resealed in pending:
             fresh = now.get(resealed.row.pk)
@@ -206,8 +221,20 @@ class KeyRotation:
             elif all(getattr(fresh, column) == value for column, value in resealed.changes.items()):
                 done.rotated += 1
             else:
-                _sort(done, retry, self.cipher, fresh)
+                self._sort(done, retry, fresh)
         return retry
+
+    def _sort(self, done: Tally, pending: list[Resealed], row: StoredRow) -> None:
+        """Count ``row`` as current or unreadable in ``done``, or add its new ciphertexts to ``pending``."""
+        try:
+            changes = _resealed(self.cipher, row, self._associated_data)
+        except errors.UndecryptableToken as exc:
+            done.unreadable.append(_unreadable(row, exc))
+            return
+        if changes:
+            pending.append(Resealed(row, changes))
+        else:
+            done.current += 1
 
     def _chunks(self, pending: list[Resealed]) -> Iterator[list[Resealed]]:
         """``pending`` in as few UPDATEs as the database's limit on query parameters allows."""
@@ -221,21 +248,8 @@ class KeyRotation:
 class Resealed:
     """A row as read, and its new ciphertexts (by column) not yet written."""
 
-    row: CloudSyncToken
+    row: StoredRow
     changes: dict[str, str]
-
-
-def _sort(done: Tally, pending: list[Resealed], cipher: TokenCipher, row: CloudSyncToken) -> None:
-    """Count ``row`` as current or unreadable in ``done``, or add its new ciphertexts to ``pending``."""
-    try:
-        changes = _resealed(cipher, row)
-    except errors.UndecryptableToken as exc:
-        done.unreadable.append(_unreadable(row, exc))
-        return
-    if changes:
-        pending.append(Resealed(row, changes))
-    else:
-        done.current += 1
 
 
 #: Query parameters one row takes in :func:`_write_if_unchanged`'s UPDATE: its pk in the ``IN``
@@ -251,13 +265,13 @@ def _write_if_unchanged(database: str, pending: list[Resealed]) -> int:
     none (``refresh_after_rejection`` compares ``version``).
     """
     connection = connections[database]
+    if connection.vendor == "postgresql":
+        return _write_if_unchanged_from_arrays(database, pending)
     quote = connection.ops.quote_name
-    meta = CloudSyncToken._meta
-    pk_column = quote(meta.pk.column or meta.pk.attname)
-    version_column = quote(meta.get_field("version").column or "version")
+    table, pk_column, version_column = _names(database)
 
     def pk_param(resealed: Resealed) -> Any:
-        return meta.pk.get_db_prep_value(resealed.row.pk, connection)
+        return CloudSyncToken._meta.pk.get_db_prep_value(resealed.row.pk, connection)
 
     assignments: list[str] = []
     params: list[Any] = []
@@ -277,12 +291,50 @@ def _write_if_unchanged(database: str, pending: list[Resealed]) -> int:
     for resealed in pending:
         params += [pk_param(resealed), resealed.row.version]
     sql = (
-        f"UPDATE {quote(meta.db_table)} SET {', '.join(assignments)} "  # noqa: S608 (our own names)
+        f"UPDATE {table} SET {', '.join(assignments)} "  # noqa: S608 (our own names)
         f"WHERE {pk_column} IN ({in_list}) AND {version_column} = CASE {pk_column} {expected} END"
     )
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         return int(cursor.rowcount)
+
+
+def _write_if_unchanged_from_arrays(database: str, pending: list[Resealed]) -> int:
+    """:func:`_write_if_unchanged` on PostgreSQL: the batch as four arrays joined to the table,
+    four parameters whatever the batch's size (binding one parameter per value costs more than
+    the UPDATE itself). A NULL ciphertext keeps the column as it is."""
+    connection = connections[database]
+    quote = connection.ops.quote_name
+    table, pk_column, version_column = _names(database)
+    columns = [f"{field}_ciphertext" for field in TOKEN_FIELDS]
+    sets = ", ".join(
+        f"{quote(column)} = COALESCE(new.{column}, {table}.{quote(column)})" for column in columns
+    )
+    sql = (
+        f"UPDATE {table} SET {sets} "  # noqa: S608 (our own names)
+        "FROM unnest(%s::uuid[], %s::bigint[], %s::text[], %s::text[]) "
+        f"AS new(pk, version, {', '.join(columns)}) "
+        f"WHERE {table}.{pk_column} = new.pk AND {table}.{version_column} = new.version"
+    )
+    params = [
+        [resealed.row.pk for resealed in pending],
+        [resealed.row.version for resealed in pending],
+        *([resealed.changes.get(column) for resealed in pending] for column in columns),
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return int(cursor.rowcount)
+
+
+def _names(database: str) -> tuple[str, str, str]:
+    """The quoted names of the table, its primary key column and its ``version`` column."""
+    quote = connections[database].ops.quote_name
+    meta = CloudSyncToken._meta
+    return (
+        quote(meta.db_table),
+        quote(meta.pk.column or meta.pk.attname),
+        quote(meta.get_field("version").column or "version"),
+    )
 
 
 def rotate_keys(
@@ -297,8 +349,22 @@ def check_keys(*, database: str | None = None, batch_size: int = DEFAULT_BATCH_S
     return KeyRotation(database=database, batch_size=batch_size, check=True).run()
 
 
+def _associated_data_by_pk() -> Callable[[Any, str], bytes]:
+    """The model's own :meth:`~CloudSyncToken.associated_data` for a row known by its pk alone:
+    one unsaved instance, reused, so the format has one home."""
+    stand_in = CloudSyncToken()
+
+    def associated_data(pk: Any, field: str) -> bytes:
+        stand_in.pk = pk
+        return stand_in.associated_data(field)
+
+    return associated_data
+
+
 @sensitive_variables("plaintext")
-def _resealed(cipher: TokenCipher, row: CloudSyncToken) -> dict[str, str]:
+def _resealed(
+    cipher: TokenCipher, row: StoredRow, associated_data_of: Callable[[Any, str], bytes]
+) -> dict[str, str]:
     """The new ciphertexts of ``row``'s tokens that are not under the first key (``{}`` if none).
 
     Every token is decrypted, current or not: a row the rotation passes as fine must really be
@@ -310,24 +376,26 @@ def _resealed(cipher: TokenCipher, row: CloudSyncToken) -> dict[str, str]:
         ciphertext: str = getattr(row, column)
         if not ciphertext and field == "refresh_token":
             continue  # CloudSync issued no refresh token
-        associated_data = row.associated_data(field)
+        associated_data = associated_data_of(row.pk, field)
         plaintext = cipher.decrypt(ciphertext, associated_data)
         if not cipher.is_current(ciphertext):
             changes[column] = cipher.encrypt(plaintext, associated_data)
     return changes
 
 
-def _verified_key_ids(cipher: TokenCipher, row: CloudSyncToken) -> set[str]:
+def _verified_key_ids(
+    cipher: TokenCipher, row: StoredRow, associated_data_of: Callable[[Any, str], bytes]
+) -> set[str]:
     """The ids of the keys that sealed ``row``'s tokens, after checking that each one decrypts."""
     key_ids = set()
     for field in TOKEN_FIELDS:
         ciphertext: str = getattr(row, f"{field}_ciphertext")
         if not ciphertext and field == "refresh_token":
             continue
-        cipher.decrypt(ciphertext, row.associated_data(field))  # only whether it opens matters
+        cipher.decrypt(ciphertext, associated_data_of(row.pk, field))  # only whether it opens matters
         key_ids.add(cipher.key_id_of(ciphertext))
     return key_ids
 
 
-def _unreadable(row: CloudSyncToken, exc: errors.UndecryptableToken) -> Unreadable:
+def _unreadable(row: StoredRow, exc: errors.UndecryptableToken) -> Unreadable:
     return Unreadable(pk=str(row.pk), account_id=row.account_id, reason=exc.message)
