@@ -461,10 +461,10 @@ def test_each_batch_takes_the_same_few_queries_whatever_the_row_count(
     assert all(len(batch) == 1 and re.search(r"LIMIT 500\b", batch[0]) for batch in reads)
     assert "OFFSET" not in " ".join(sql for batch in per_batch for sql in batch)
     assert [sql.split()[0] for sql in after_last] == ["SELECT"]
-    # The batch's writes: one UPDATE, or as few as the database's limit on parameters allows
-    # (SQLite's 999: four of at most 142 rows), and the same count for every batch.
-    max_params = connection.features.max_query_params
-    chunk = 500 if max_params is None else max_params // rotation.PARAMS_PER_ROW
+    # The batch's writes: one UPDATE on PostgreSQL, elsewhere one per 128 rows (four), and the
+    # same count for every batch.
+    chunk = rotation.rows_per_update(on_each_database) or 500
+    assert chunk in (128, 500)
     writes = [[sql for sql in batch if sql.startswith("UPDATE")] for batch in per_batch]
     assert [len(batch) for batch in writes] == [-(-500 // chunk)] * 4
     assert len({len(batch) for batch in per_batch}) == 1  # nothing else that grows with the rows

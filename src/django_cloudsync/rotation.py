@@ -32,19 +32,21 @@ from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple
 
 from django.db import connections, router
-from django.views.decorators.debug import sensitive_variables
 
 from . import conf, errors
 from .crypto import TokenCipher
 from .locking import with_lock_retries
 from .models import CloudSyncToken
 
-DEFAULT_BATCH_SIZE = 500
+# A thousand rows: a commit (an fsync) per thousand rows costs little beside their encryption,
+# and a batch's write lock or row locks last milliseconds.
+DEFAULT_BATCH_SIZE = 1000
 #: How many times one row is tried when concurrent refreshes keep changing it under us.
 MAX_ATTEMPTS_PER_ROW = 5
 #: The columns the rotation reads: enough to re-encrypt and to name a row, nothing more.
 ROW_FIELDS = ("id", "account_id", "version", "access_token_ciphertext", "refresh_token_ciphertext")
 TOKEN_FIELDS = ("access_token", "refresh_token")
+TOKEN_COLUMNS = tuple(f"{field}_ciphertext" for field in TOKEN_FIELDS)
 
 
 class StoredRow(NamedTuple):
@@ -237,11 +239,24 @@ class KeyRotation:
             done.current += 1
 
     def _chunks(self, pending: list[Resealed]) -> Iterator[list[Resealed]]:
-        """``pending`` in as few UPDATEs as the database's limit on query parameters allows."""
-        max_params = connections[self.database].features.max_query_params
-        size = len(pending) if max_params is None else max(1, max_params // PARAMS_PER_ROW)
+        """``pending`` in as few UPDATEs as :func:`rows_per_update` allows."""
+        size = rows_per_update(self.database) or len(pending)
         for start in range(0, len(pending), size):
             yield pending[start : start + size]
+
+
+def rows_per_update(database: str) -> int | None:
+    """How many rows one UPDATE of a batch writes on ``database`` (``None``: the whole batch).
+
+    PostgreSQL takes a batch as four arrays. Elsewhere each row takes :data:`PARAMS_PER_ROW`
+    parameters, within the database's limit (SQLite's 999), and the server matches every row
+    against every ``WHEN`` of the ``CASE``: so at most :data:`CASE_ROWS` rows a statement.
+    """
+    connection = connections[database]
+    if connection.vendor == "postgresql":
+        return None
+    max_params = connection.features.max_query_params
+    return min(CASE_ROWS, max(1, (max_params or CASE_ROWS * PARAMS_PER_ROW) // PARAMS_PER_ROW))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -255,6 +270,7 @@ class Resealed:
 #: Query parameters one row takes in :func:`_write_if_unchanged`'s UPDATE: its pk in the ``IN``
 #: list, its pk and version in the version check, its pk and ciphertext for each token column.
 PARAMS_PER_ROW = 3 + 2 * len(TOKEN_FIELDS)
+CASE_ROWS = 128
 
 
 def _write_if_unchanged(database: str, pending: list[Resealed]) -> int:
@@ -275,8 +291,7 @@ def _write_if_unchanged(database: str, pending: list[Resealed]) -> int:
 
     assignments: list[str] = []
     params: list[Any] = []
-    for field in TOKEN_FIELDS:
-        column = f"{field}_ciphertext"
+    for column in TOKEN_COLUMNS:
         changed = [resealed for resealed in pending if column in resealed.changes]
         if changed:
             assignments.append(
@@ -306,7 +321,7 @@ def _write_if_unchanged_from_arrays(database: str, pending: list[Resealed]) -> i
     connection = connections[database]
     quote = connection.ops.quote_name
     table, pk_column, version_column = _names(database)
-    columns = [f"{field}_ciphertext" for field in TOKEN_FIELDS]
+    columns = TOKEN_COLUMNS
     sets = ", ".join(
         f"{quote(column)} = COALESCE(new.{column}, {table}.{quote(column)})" for column in columns
     )
@@ -361,7 +376,6 @@ def _associated_data_by_pk() -> Callable[[Any, str], bytes]:
     return associated_data
 
 
-@sensitive_variables("plaintext")
 def _resealed(
     cipher: TokenCipher, row: StoredRow, associated_data_of: Callable[[Any, str], bytes]
 ) -> dict[str, str]:
@@ -371,15 +385,13 @@ def _resealed(
     readable. Raises :class:`~django_cloudsync.errors.UndecryptableToken` otherwise.
     """
     changes: dict[str, str] = {}
-    for field in TOKEN_FIELDS:
-        column = f"{field}_ciphertext"
+    for field, column in zip(TOKEN_FIELDS, TOKEN_COLUMNS, strict=True):
         ciphertext: str = getattr(row, column)
         if not ciphertext and field == "refresh_token":
             continue  # CloudSync issued no refresh token
-        associated_data = associated_data_of(row.pk, field)
-        plaintext = cipher.decrypt(ciphertext, associated_data)
-        if not cipher.is_current(ciphertext):
-            changes[column] = cipher.encrypt(plaintext, associated_data)
+        resealed = cipher.reseal(ciphertext, associated_data_of(row.pk, field))
+        if resealed is not None:
+            changes[column] = resealed
     return changes
 
 
