@@ -12,6 +12,10 @@ import configparser
 import fnmatch
 import json
 import re
+import shlex
+import subprocess
+import sys
+import time
 import types
 from importlib.metadata import requires
 from pathlib import Path
@@ -19,21 +23,26 @@ from typing import Any
 
 import django
 import pytest
+import requests
+from asgiref.sync import async_to_sync
 from django.contrib.auth.models import AnonymousUser
 from django.template import Context, Engine, engines
-from django.test import Client, RequestFactory, override_settings
+from django.test import AsyncClient, Client, RequestFactory, override_settings
 from django.urls import path
 
 from django_cloudsync import checks, responses
 from django_cloudsync.crypto import generate_key
 from django_cloudsync.middleware import attach
 from django_cloudsync.models import CloudSyncToken
-from django_cloudsync.testing.flow import app_authorization, sign_in
+from django_cloudsync.testing.flow import app_authorization, asign_in, sign_in
 from tests.markdown_samples import DOCS, README, ROOT, anchors, pages, sample, samples
+from tests.processes import clean_environment, free_port, stop
+from tests.processes import run as run_command
 
 pytestmark = pytest.mark.django_db
 
 INSTALLATION = DOCS / "installation.md"
+ASYNC = DOCS / "async.md"
 CLIENT = DOCS / "client.md"
 HEADLESS = DOCS / "headless.md"
 TESTING = DOCS / "testing.md"
@@ -42,8 +51,11 @@ API_BACKENDS = DOCS / "api-backends.md"
 
 # Every page's samples by language: a new sample fails here until a test below runs it.
 SAMPLES_PER_PAGE = {
-    "README.md": {"console": 3, "python": 3, "django": 2},
+    "README.md": {"console": 4, "python": 4, "django": 2},
     "docs/api-backends.md": {"sh": 1, "python": 2, "json": 1},
+    # The python samples run in tests/test_async.py, beside the async views they document; the
+    # uvicorn line is the README's, run here.
+    "docs/async.md": {"python": 3, "console": 1},
     "docs/client.md": {"python": 1},
     "docs/cloudsync-api.md": {"": 3, "json": 1, "python": 1},  # CloudSync's, quoted: not run
     "docs/contributing.md": {"console": 1},
@@ -99,10 +111,15 @@ def test_every_sample_is_counted_here() -> None:
     assert found == SAMPLES_PER_PAGE
 
 
-def test_every_readme_sample_is_a_make_target_or_a_newcomer_step() -> None:
+def test_every_readme_sample_is_a_make_target_a_newcomer_step_or_the_async_section() -> None:
     unmarked = [each.body for each in samples(README) if each.marker is None]
 
-    assert unmarked == [sample(README, "console", "make demo").body]
+    # The async section's two samples run below, outside the newcomer's startproject site.
+    assert unmarked == [
+        sample(README, "console", "make demo").body,
+        sample(README, "python", "acloudsync()").body,
+        sample(README, "console", "uvicorn").body,
+    ]
 
 
 @pytest.mark.parametrize("page", [README, CONTRIBUTING], ids=lambda page: page.name)
@@ -214,7 +231,8 @@ def test_view_sample_lists_the_workspaces(page: Path, client: Client, fake: Any,
     from django.contrib.auth import get_user_model
 
     sign_in(client)
-    workspaces = run(sample(page, "python", "@cloudsync_required").body, page.name)["workspaces"]
+    view = sample(page, "python", "request.user.cloudsync.workspaces()")
+    workspaces = run(view.body, page.name)["workspaces"]
     request = rf.get("/workspaces/")
     request.user = get_user_model().objects.get()
     request.session = client.session
@@ -241,6 +259,102 @@ def test_readme_templates_render_the_button_and_the_workspaces(
     assert "Signed in as ada." in page
     assert 'method="post"' in page
     assert listing.render({"workspaces": [{"name": "Personal"}]}).strip() == "<ul><li>Personal</li></ul>"
+
+
+def test_readme_async_view_sample_renders_the_readme_template(fake: Any, settings: Any) -> None:
+    import tests.urls
+
+    view = sample(README, "python", "acloudsync()").body
+    workspaces = run(view, "README.md", __name__="docs_readme_async")["workspaces"]
+    urlconf = types.ModuleType("docs_readme_async_urls")
+    urlconf.urlpatterns = [path("readme/async/", workspaces), *tests.urls.urlpatterns]  # type: ignore[attr-defined]
+    settings.ROOT_URLCONF = urlconf
+    browser = AsyncClient()
+
+    anonymous = async_to_sync(browser.get)("/readme/async/")
+    signed_in = async_to_sync(asign_in)(browser)
+    # The README's own workspaces.html is the only template the view can find.
+    settings.TEMPLATES = [
+        {
+            "BACKEND": "django.template.backends.django.DjangoTemplates",
+            "OPTIONS": {
+                "loaders": [
+                    (
+                        "django.template.loaders.locmem.Loader",
+                        {"workspaces.html": sample(README, "django", "for workspace in").body},
+                    )
+                ]
+            },
+        }
+    ]
+    listed = async_to_sync(browser.get)("/readme/async/")
+
+    assert anonymous.status_code == 302  # sign in first
+    assert signed_in.status_code == 302
+    assert listed.status_code == 200
+    assert listed.content.decode().strip() == "<ul><li>Personal</li><li>Team</li></ul>"
+    assert fake.api_calls_by_path["/v1/workspaces"] == 1
+
+
+def test_the_uvicorn_line_serves_the_examples_async_page(tmp_path: Path) -> None:
+    pytest.importorskip("uvicorn")
+    line = sample(README, "console", "uvicorn").body.strip()
+    directory, command = line.split(" && ")
+    program, *arguments = shlex.split(command)
+    makefile = (ROOT / "Makefile").read_text()
+
+    assert sample(ASYNC, "console", "uvicorn").body.strip() == line  # one command, in two places
+    assert directory == "cd example_project"
+    # make demo's virtualenv: the Makefile's BIN, seen from example_project/.
+    assert program == "../.venv/bin/uvicorn"
+    assert re.search(r"^VENV := \.venv$", makefile, flags=re.MULTILINE)
+    assert re.search(r"^BIN := \$\(VENV\)/bin$", makefile, flags=re.MULTILINE)
+    # This test run's interpreter stands in for make demo's virtualenv, on a free port and a
+    # database of its own, migrated as make demo does.
+    example = ROOT / directory.split()[1]
+    port = free_port()
+    arguments[arguments.index("--port") + 1] = str(port)
+    site = f"http://127.0.0.1:{port}"
+    environment = clean_environment() | {
+        "EXAMPLE_DATABASE": str(tmp_path / "db.sqlite3"),
+        "EXAMPLE_BASE_URL": site,  # where the example finds its fake CloudSync
+    }
+    run_command([sys.executable, "manage.py", "migrate", "--noinput"], cwd=example, env=environment)
+    log_path = tmp_path / "uvicorn.log"
+    with log_path.open("w") as log:
+        server = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", *arguments],
+            cwd=example,
+            env=environment,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+    try:
+        home = _first_answer(f"{site}/", server)
+        async_page = requests.get(f"{site}/workspaces/async/", allow_redirects=False, timeout=30)
+        fake_login = requests.get(f"{site}/accounts/login/", timeout=30)
+    finally:
+        stop(server)
+
+    assert home is not None, log_path.read_text()
+    assert home.status_code == 200
+    assert "Sign in with CloudSync" in home.text
+    assert async_page.status_code == 302  # @cloudsync_required: an anonymous visitor signs in first
+    assert async_page.headers["Location"].startswith("/accounts/login/")
+    assert fake_login.status_code == 200
+
+
+def _first_answer(url: str, server: subprocess.Popen[str]) -> requests.Response | None:
+    """The server's first answer to ``url``, polled while it starts (at most a minute)."""
+    for _poll in range(240):
+        if server.poll() is not None:
+            return None
+        try:
+            return requests.get(url, timeout=5)
+        except requests.ConnectionError:
+            time.sleep(0.25)
+    return None
 
 
 def test_client_sample_builds_each_kind_of_client(client: Client, fake: Any, settings: Any) -> None:
