@@ -542,6 +542,16 @@ def test_api_backends_table_is_the_error_table() -> None:
     assert len(rows) == len(responses.ERRORS)
 
 
+def test_the_performance_pages_benchmark_table_is_benchmarks_readmes() -> None:
+    def table(page: Path) -> list[str]:
+        return re.findall(r"^\| \d+ \|.*$", page.read_text(), flags=re.MULTILINE)
+
+    rows = table(DOCS / "performance.md")
+
+    assert len(rows) >= 15
+    assert rows == table(ROOT / "benchmarks" / "README.md")
+
+
 def test_every_test_the_security_page_cites_exists() -> None:
     def defined_in(*files: Path) -> list[str]:
         source = "\n".join(file.read_text() for file in files)
