@@ -7,8 +7,10 @@ a site's adapter, a database error) would otherwise leave a user who exists but 
 
 The views that complete a sign-in run inside :func:`sign_in_transaction`: ours (the OAuth callback
 and the app's code endpoint) by themselves; allauth's own (its headless ``provider/token``
-endpoint, and the sign-up forms a pending sign-in ends on, :data:`ALLAUTH_SIGN_IN_VIEWS`)
-through :class:`~django_cloudsync.middleware.CloudSyncMiddleware`, see :func:`allauth_sign_in`. The transaction itself opens only when allauth's login pipeline
+endpoint, and the sign-up forms a pending sign-in ends on) through
+:class:`~django_cloudsync.middleware.CloudSyncMiddleware`, see :func:`allauth_sign_in` (on the
+sync path: under ASGI, Django runs each sync view in a thread of its own, out of the
+middleware's reach). The transaction itself opens only when allauth's login pipeline
 starts (its ``pre_social_login`` signal, see :mod:`django_cloudsync.receivers`), after
 CloudSync has answered: no database transaction, and so no lock (SQLite keeps a read lock for a
 transaction's whole life), is held while the site waits on CloudSync.
