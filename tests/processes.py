@@ -8,11 +8,13 @@ import re
 import select
 import socket
 import subprocess
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+import requests
 
 SUBPROCESS_TIMEOUT = 300
 
@@ -73,3 +75,30 @@ def fake_cloudsync(command: list[str], *, cwd: Path, env: dict[str, str], log_pa
         yield match.group(1)
     finally:
         stop(process)
+
+
+@contextmanager
+def serving(
+    command: list[str], *, cwd: Path, env: dict[str, str], log_path: Path, url: str, polls: int = 240
+) -> Iterator[requests.Response | None]:
+    """Run the server ``command`` until the block ends, its output in ``log_path``; yield its first
+    answer to ``url``, polled every 0.25 s while it starts, or ``None`` if it exited first."""
+    # Its log goes to a file, so that a chatty server can never block on a full pipe.
+    with log_path.open("w") as log:
+        process = subprocess.Popen(command, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT, text=True)
+    try:
+        first: requests.Response | None = None
+        for _poll in range(polls):
+            if process.poll() is not None:
+                break
+            try:
+                first = requests.get(url, timeout=30)
+                break
+            except requests.ConnectionError:
+                time.sleep(0.25)
+        else:
+            pytest.fail(f"The server did not start\n{log_path.read_text()}")
+        yield first
+    finally:
+        if process.poll() is None:
+            stop(process)

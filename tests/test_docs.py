@@ -13,9 +13,7 @@ import fnmatch
 import json
 import re
 import shlex
-import subprocess
 import sys
-import time
 import types
 from importlib.metadata import requires
 from pathlib import Path
@@ -36,7 +34,7 @@ from django_cloudsync.middleware import attach
 from django_cloudsync.models import CloudSyncToken
 from django_cloudsync.testing.flow import app_authorization, asign_in, sign_in
 from tests.markdown_samples import DOCS, README, ROOT, anchors, pages, sample, samples
-from tests.processes import clean_environment, free_port, stop
+from tests.processes import clean_environment, free_port, serving
 from tests.processes import run as run_command
 
 pytestmark = pytest.mark.django_db
@@ -299,8 +297,8 @@ def test_readme_async_view_sample_renders_the_readme_template(fake: Any, setting
 def test_the_uvicorn_line_serves_the_examples_async_page(tmp_path: Path) -> None:
     pytest.importorskip("uvicorn")
     line = sample(README, "console", "uvicorn").body.strip()
-    directory, command = line.split(" && ")
-    program, *arguments = shlex.split(command)
+    directory, uvicorn = line.split(" && ")
+    program, *arguments = shlex.split(uvicorn)
     makefile = (ROOT / "Makefile").read_text()
 
     assert sample(ASYNC, "console", "uvicorn").body.strip() == line  # one command, in two places
@@ -321,40 +319,17 @@ def test_the_uvicorn_line_serves_the_examples_async_page(tmp_path: Path) -> None
     }
     run_command([sys.executable, "manage.py", "migrate", "--noinput"], cwd=example, env=environment)
     log_path = tmp_path / "uvicorn.log"
-    with log_path.open("w") as log:
-        server = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", *arguments],
-            cwd=example,
-            env=environment,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-    try:
-        home = _first_answer(f"{site}/", server)
+    server = [sys.executable, "-m", "uvicorn", *arguments]
+    with serving(server, cwd=example, env=environment, log_path=log_path, url=f"{site}/") as home:
+        assert home is not None, log_path.read_text()
         async_page = requests.get(f"{site}/workspaces/async/", allow_redirects=False, timeout=30)
         fake_login = requests.get(f"{site}/accounts/login/", timeout=30)
-    finally:
-        stop(server)
 
-    assert home is not None, log_path.read_text()
     assert home.status_code == 200
     assert "Sign in with CloudSync" in home.text
     assert async_page.status_code == 302  # @cloudsync_required: an anonymous visitor signs in first
     assert async_page.headers["Location"].startswith("/accounts/login/")
     assert fake_login.status_code == 200
-
-
-def _first_answer(url: str, server: subprocess.Popen[str]) -> requests.Response | None:
-    """The server's first answer to ``url``, polled while it starts (at most a minute)."""
-    for _poll in range(240):
-        if server.poll() is not None:
-            return None
-        try:
-            return requests.get(url, timeout=5)
-        except requests.ConnectionError:
-            time.sleep(0.25)
-    return None
 
 
 def test_client_sample_builds_each_kind_of_client(client: Client, fake: Any, settings: Any) -> None:

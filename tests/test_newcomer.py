@@ -30,9 +30,7 @@ from __future__ import annotations
 
 import re
 import sqlite3
-import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -45,7 +43,7 @@ import requests
 
 from django_cloudsync.testing.flow import consent
 from tests.markdown_samples import DOCS, README, Sample, sample, samples
-from tests.processes import clean_environment, fake_cloudsync, free_port, run, stop
+from tests.processes import clean_environment, fake_cloudsync, free_port, run, serving
 
 FAKE_CLIENT_ID = "fake-client-id"  # python -m django_cloudsync.testing's defaults
 FAKE_CLIENT_SECRET = "fake-client-secret"
@@ -142,32 +140,10 @@ def follow_the_readme(
 
     port = free_port()
     output = directory / "commands.log"
-    with output.open("w") as log:
-        process = subprocess.Popen(
-            ["bash", "-c", shell(last_run.body, port=port)],
-            cwd=directory,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-    try:
-        url = f"http://127.0.0.1:{port}/"
-        for _ in range(_STARTUP_POLLS):
-            if process.poll() is not None:
-                url = None
-                break
-            try:
-                requests.get(url, timeout=_TIMEOUT)
-                break
-            except requests.ConnectionError:
-                time.sleep(0.25)
-        else:
-            pytest.fail(f"The site did not start\n{output.read_text()}")
-        yield Site(directory=directory, env=env, url=url, output=output)
-    finally:
-        if process.poll() is None:
-            stop(process)
+    url = f"http://127.0.0.1:{port}/"
+    command = ["bash", "-c", shell(last_run.body, port=port)]
+    with serving(command, cwd=directory, env=env, log_path=output, url=url, polls=_STARTUP_POLLS) as first:
+        yield Site(directory=directory, env=env, url=url if first is not None else None, output=output)
 
 
 @pytest.fixture
