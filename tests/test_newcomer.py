@@ -152,13 +152,14 @@ def follow_the_readme(
             text=True,
         )
     try:
-        url = f"http://127.0.0.1:{port}/"
+        address = f"http://127.0.0.1:{port}/"
+        url: str | None = address
         for _ in range(_STARTUP_POLLS):
             if process.poll() is not None:
                 url = None
                 break
             try:
-                requests.get(url, timeout=_TIMEOUT)
+                requests.get(address, timeout=_TIMEOUT)
                 break
             except requests.ConnectionError:
                 time.sleep(0.25)
