@@ -2,7 +2,9 @@
 
 For each database, the rows are created encrypted under an old key; a worker process then runs
 the command with a new key first in ``CLOUDSYNC_ENCRYPTION_KEYS``. Throughput is rows divided by
-the command's own time (Django's start-up excluded). Memory is the worker's peak RSS (``VmHWM``),
+the command's own time (Django's start-up excluded), shown beside the cipher's own rate on the same
+machine in the same run (a row's rotation opens and seals a token pair, as :mod:`.bench_crypto`
+measures it): the database's share is what is left. Memory is the worker's peak RSS (``VmHWM``),
 measured on an empty table, at a tenth of the rows and at all of them: a command that reads in
 batches has the same peak whatever the row count.
 """
@@ -27,6 +29,7 @@ from django.test import override_settings
 from django_cloudsync.crypto import key_id, parse_key
 from django_cloudsync.models import CloudSyncToken
 
+from .bench_crypto import measure_pair
 from .context import Context
 from .report import Row
 
@@ -40,6 +43,10 @@ WORKER_TIMEOUT = 900.0
 #: Peak RSS may grow this much from a tenth of the rows to all of them and still count as flat
 #: (allocator noise; a command holding every row would grow by hundreds of MB).
 FLAT_TOLERANCE = 0.10
+#: Rows per second the rotation must reach on these databases (issue 13: a million rows in under
+#: a minute); on the others the rate is only reported.
+TARGET_ROWS_PER_SECOND = 20_000
+TARGET_DATABASES = ("SQLite", "PostgreSQL")
 
 
 @dataclass(frozen=True)
@@ -60,10 +67,14 @@ def run(context: Context) -> list[Row]:
                 "n/a",
             )
         ]
+    pair_seconds, *_ = measure_pair(context.quick)
+    cipher_rate = 1 / pair_seconds
     rows = []
     for label, alias, skip_reason in context.databases():
         figure = f"key rotation (manage.py cloudsync_rotate_keys), {context.rotation_rows:,} rows, {label}"
-        target = "report rows/s; peak RSS flat"
+        targeted = label in TARGET_DATABASES
+        target = f"≥ {TARGET_ROWS_PER_SECOND:,} rows/s" if targeted else "report rows/s"
+        target += "; peak RSS flat"
         if alias is None:
             rows.append(Row(figure, target, f"skipped: {skip_reason}", "skipped"))
             continue
@@ -71,19 +82,23 @@ def run(context: Context) -> list[Row]:
             rotate(context, alias, count) for count in (0, context.rotation_rows // 10, context.rotation_rows)
         )
         flat = full.peak_rss_mb <= tenth.peak_rss_mb * (1 + FLAT_TOLERANCE)
+        rate = full.rows / full.seconds
+        fast = rate >= TARGET_ROWS_PER_SECOND or not targeted
         rows.append(
             Row(
                 figure=figure,
                 target=target,
                 app=(
-                    f"{full.rows / full.seconds:,.0f} rows/s; peak RSS {tenth.peak_rss_mb:.0f} MB at "
-                    f"{tenth.rows:,} rows, {full.peak_rss_mb:.0f} MB at {full.rows:,}"
+                    f"{rate:,.0f} rows/s (the cipher alone: {cipher_rate:,.0f}); peak RSS "
+                    f"{tenth.peak_rss_mb:.0f} MB at {tenth.rows:,} rows, "
+                    f"{full.peak_rss_mb:.0f} MB at {full.rows:,}"
                 ),
                 handrolled="nothing to rotate (plaintext)",
-                met=flat and tenth.all_rotated and full.all_rotated,
+                met=fast and flat and tenth.all_rotated and full.all_rotated,
                 notes=[
                     f"{label}: {full.rows:,} rows in {full.seconds:.1f} s "
-                    f"({tenth.rows:,} in {tenth.seconds:.1f} s); "
+                    f"({tenth.rows:,} in {tenth.seconds:.1f} s), {rate / cipher_rate:.0%} of what the "
+                    f"cipher alone allows ({pair_seconds * 1e6:.1f} µs a token pair, measured in this run); "
                     f"the same process on an empty table peaks at {empty.peak_rss_mb:.0f} MB; "
                     f"every row ended under the new key: {full.all_rotated and tenth.all_rotated}."
                 ],

@@ -12,10 +12,9 @@ from django_cloudsync.testing import FakeCloudSync, FakeCloudSyncServer
 class Context:
     server: FakeCloudSyncServer
     workdir: Path
-    #: ``"postgres"`` when the PostgreSQL database is there, else ``None`` ...
-    postgres_alias: str | None
-    #: ... and then why not, shown in the skipped rows.
-    postgres_skip_reason: str
+    #: (label, alias or ``None`` if there is none, and then why not, shown in the skipped rows)
+    #: for each database server: PostgreSQL, MariaDB/MySQL.
+    servers: list[tuple[str, str | None, str]]
     quick: bool
     rotation_rows: int
 
@@ -24,8 +23,5 @@ class Context:
         return self.server.fake
 
     def databases(self) -> list[tuple[str, str | None, str]]:
-        """(label, alias or ``None`` if skipped, skip reason) for SQLite, then PostgreSQL."""
-        return [
-            ("SQLite", "default", ""),
-            ("PostgreSQL", self.postgres_alias, self.postgres_skip_reason),
-        ]
+        """(label, alias or ``None`` if skipped, skip reason) for SQLite, then each server."""
+        return [("SQLite", "default", ""), *self.servers]

@@ -85,7 +85,7 @@ def statement_kind(sql: str) -> str:
     verb = words[0].upper() if words else "?"
     if verb not in ("SELECT", "INSERT", "UPDATE", "DELETE"):
         return verb
-    table = re.search(r'(?:FROM|INTO|UPDATE)\s+"?([A-Za-z0-9_]+)"?', sql, flags=re.IGNORECASE)
+    table = re.search(r'(?:FROM|INTO|UPDATE)\s+["`]?([A-Za-z0-9_]+)["`]?', sql, flags=re.IGNORECASE)
     return f"{verb} {table.group(1)}" if table else verb
 
 

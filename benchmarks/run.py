@@ -1,8 +1,8 @@
 """Run every benchmark and print the results table: ``python -m benchmarks`` (or ``make bench``).
 
 The runner starts the fake CloudSync on a loopback port, creates a SQLite database in a temporary
-directory and, when the server answers, a throwaway PostgreSQL database; it removes all of them
-when it ends, however it ends.
+directory and, when each server answers, a throwaway PostgreSQL database and a throwaway MariaDB
+(or MySQL) one; it removes all of them when it ends, however it ends.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 from django_cloudsync.testing import FakeCloudSyncServer
 
 DEFAULT_POSTGRES_URL = "postgres://postgres@127.0.0.1:5432/test"
+DEFAULT_MYSQL_URL = "mysql://root@127.0.0.1:3306/test"
 DEFAULT_ROTATION_ROWS = 100_000
 QUICK_ROTATION_ROWS = 10_000
 
@@ -31,6 +32,11 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--postgres-url",
         default=os.environ.get("CLOUDSYNC_BENCH_POSTGRES_URL", DEFAULT_POSTGRES_URL),
         help="PostgreSQL server to create a throwaway database on; 'off' to skip (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--mysql-url",
+        default=os.environ.get("CLOUDSYNC_BENCH_MYSQL_URL", DEFAULT_MYSQL_URL),
+        help="MariaDB/MySQL server to create a throwaway database on; 'off' to skip (default: %(default)s)",
     )
     parser.add_argument(
         "--rotation-rows",
@@ -55,14 +61,18 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def _display(url: str) -> str:
+def _display(url: str, default_port: int) -> str:
     parts = urlsplit(url)
-    return f"{parts.hostname}:{parts.port or 5432}"
+    return f"{parts.hostname}:{parts.port or default_port}"
+
+
+def _turned_off(url: str) -> bool:
+    return url.strip().lower() in ("", "off", "none")
 
 
 def _create_postgres_database(url: str) -> tuple[str | None, str]:
     """(name of a new empty database, "") or (None, why there is none)."""
-    if url.strip().lower() in ("", "off", "none"):
+    if _turned_off(url):
         return None, "PostgreSQL turned off (--postgres-url off)"
     try:
         import psycopg
@@ -75,7 +85,7 @@ def _create_postgres_database(url: str) -> tuple[str | None, str]:
             connection.execute(sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name)))
             connection.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     except psycopg.Error as exc:
-        return None, f"PostgreSQL unreachable at {_display(url)} ({type(exc).__name__})"
+        return None, f"PostgreSQL unreachable at {_display(url, 5432)} ({type(exc).__name__})"
     return name, ""
 
 
@@ -87,12 +97,48 @@ def _drop_postgres_database(url: str, name: str) -> None:
         connection.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
+def _mysql_statement(url: str, statement: str) -> None:
+    """Run one statement on the MariaDB/MySQL server at ``url`` (no database selected)."""
+    import MySQLdb
+
+    parts = urlsplit(url)
+    connection = MySQLdb.connect(
+        host=parts.hostname or "127.0.0.1",
+        port=parts.port or 3306,
+        user=parts.username or "root",
+        password=parts.password or "",
+        connect_timeout=3,
+    )
+    try:
+        connection.cursor().execute(statement)
+    finally:
+        connection.close()
+
+
+def _create_mysql_database(url: str) -> tuple[str | None, str]:
+    """(name of a new empty database, "") or (None, why there is none)."""
+    if _turned_off(url):
+        return None, "MariaDB turned off (--mysql-url off)"
+    try:
+        import MySQLdb
+    except ImportError:
+        return None, "mysqlclient is not installed (pip install -e '.[mysql]')"
+    name = f"cloudsync_bench_{os.getpid()}"  # digits and letters only: safe to name unquoted
+    try:
+        _mysql_statement(url, f"DROP DATABASE IF EXISTS {name}")
+        _mysql_statement(url, f"CREATE DATABASE {name} CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci")
+    except MySQLdb.Error as exc:
+        return None, f"MariaDB unreachable at {_display(url, 3306)} ({type(exc).__name__})"
+    return name, ""
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parse_args(argv)
     selected = {name.strip() for name in args.only.split(",") if name.strip()}
     workdir = Path(tempfile.mkdtemp(prefix="cloudsync-bench-"))
     server = FakeCloudSyncServer().start()
     postgres_db, postgres_skip = _create_postgres_database(args.postgres_url)
+    mysql_db, mysql_skip = _create_mysql_database(args.mysql_url)
     try:
         os.environ.update(
             DJANGO_SETTINGS_MODULE="benchmarks.settings",
@@ -103,7 +149,13 @@ def main(argv: list[str] | None = None) -> int:
             os.environ.update(
                 CLOUDSYNC_BENCH_POSTGRES_URL=args.postgres_url, CLOUDSYNC_BENCH_POSTGRES_DB=postgres_db
             )
-        return _run(args, selected, server, workdir, postgres_db, postgres_skip)
+        if mysql_db:
+            os.environ.update(CLOUDSYNC_BENCH_MYSQL_URL=args.mysql_url, CLOUDSYNC_BENCH_MYSQL_DB=mysql_db)
+        servers = [
+            ("PostgreSQL", "postgres" if postgres_db else None, postgres_skip),
+            ("MariaDB", "mysql" if mysql_db else None, mysql_skip),
+        ]
+        return _run(args, selected, server, workdir, servers)
     finally:
         from django.db import connections
 
@@ -111,6 +163,8 @@ def main(argv: list[str] | None = None) -> int:
         server.stop()
         if postgres_db:
             _drop_postgres_database(args.postgres_url, postgres_db)
+        if mysql_db:
+            _mysql_statement(args.mysql_url, f"DROP DATABASE IF EXISTS {mysql_db}")
         shutil.rmtree(workdir, ignore_errors=True)
 
 
@@ -119,8 +173,7 @@ def _run(
     selected: set[str],
     server: FakeCloudSyncServer,
     workdir: Path,
-    postgres_db: str | None,
-    postgres_skip: str,
+    servers: list[tuple[str, str | None, str]],
 ) -> int:
     import django
 
@@ -132,14 +185,13 @@ def _run(
     from .report import Row, render
 
     started = time.monotonic()
-    aliases = ["default", "postgres"] if postgres_db else ["default"]
+    aliases = ["default", *(alias for _label, alias, _reason in servers if alias)]
     for alias in aliases:
         call_command("migrate", database=alias, verbosity=0, interactive=False)
     context = Context(
         server=server,
         workdir=workdir,
-        postgres_alias="postgres" if postgres_db else None,
-        postgres_skip_reason=postgres_skip,
+        servers=servers,
         quick=args.quick,
         rotation_rows=args.rotation_rows,
     )

@@ -10,6 +10,8 @@ processes inherit it:
 ``CLOUDSYNC_BENCH_POSTGRES_URL`` and ``CLOUDSYNC_BENCH_POSTGRES_DB``
     the PostgreSQL server and the throwaway database the runner created on it; without them
     there is no ``postgres`` alias and the PostgreSQL rows are skipped.
+``CLOUDSYNC_BENCH_MYSQL_URL`` and ``CLOUDSYNC_BENCH_MYSQL_DB``
+    the same for MariaDB/MySQL (the ``mysql`` alias).
 """
 
 from __future__ import annotations
@@ -17,12 +19,12 @@ from __future__ import annotations
 import os
 import tempfile
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import django
 
 from testsupport.baseline import PROVIDER_ID as BASELINE_PROVIDER_ID
 from testsupport.baseline import provider_settings as baseline_provider_settings
+from testsupport.routers import server_database
 
 BENCH_DIR = Path(os.environ.get("CLOUDSYNC_BENCH_DIR") or tempfile.gettempdir())
 FAKE_URL = os.environ.get("CLOUDSYNC_BENCH_FAKE_URL", "http://127.0.0.1:9").rstrip("/")
@@ -89,18 +91,15 @@ DATABASES = {
     },
 }
 
+
 _postgres_url = os.environ.get("CLOUDSYNC_BENCH_POSTGRES_URL")
 _postgres_db = os.environ.get("CLOUDSYNC_BENCH_POSTGRES_DB")
 if _postgres_url and _postgres_db:
-    _url = urlsplit(_postgres_url)
-    DATABASES["postgres"] = {
-        "ENGINE": "django.db.backends.postgresql",
-        "NAME": _postgres_db,
-        "USER": _url.username or "postgres",
-        "PASSWORD": _url.password or "",
-        "HOST": _url.hostname or "127.0.0.1",
-        "PORT": str(_url.port or 5432),
-    }
+    DATABASES["postgres"] = server_database(_postgres_url, "django.db.backends.postgresql", name=_postgres_db)
+_mysql_url = os.environ.get("CLOUDSYNC_BENCH_MYSQL_URL")
+_mysql_db = os.environ.get("CLOUDSYNC_BENCH_MYSQL_DB")
+if _mysql_url and _mysql_db:
+    DATABASES["mysql"] = server_database(_mysql_url, "django.db.backends.mysql", name=_mysql_db)
 
 DATABASE_ROUTERS = ["testsupport.routers.SelectableDatabaseRouter"]
 

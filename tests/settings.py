@@ -1,7 +1,9 @@
 """Settings for django-cloudsync's own test suite.
 
 SQLite by default. ``CLOUDSYNC_TEST_POSTGRES_URL`` (``postgres://user@host:port/dbname``) adds a
-``postgres`` database alias for the tests marked ``postgres``; without it those tests skip.
+``postgres`` database alias, and ``CLOUDSYNC_TEST_MYSQL_URL`` (``mysql://user@host:port/dbname``,
+MariaDB or MySQL, with the ``mysql`` extra's driver) a ``mysql`` one, for the tests that run on a
+database server (the ``on_server_database`` fixture); without them those tests skip.
 """
 
 from __future__ import annotations
@@ -10,9 +12,10 @@ import importlib.util
 import os
 import tempfile
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import django
+
+from testsupport.routers import server_database
 
 BASE_DIR = Path(__file__).resolve().parent
 
@@ -79,18 +82,19 @@ DATABASES = {
     },
 }
 
-_postgres_url = os.environ.get("CLOUDSYNC_TEST_POSTGRES_URL")
-if _postgres_url:
-    _url = urlsplit(_postgres_url)
+
+# One test database per run on each server, so that parallel runs (tox, a second terminal) do not
+# collide.
+_TEST_NAME = f"test_cloudsync_{os.getpid()}"
+if _postgres_url := os.environ.get("CLOUDSYNC_TEST_POSTGRES_URL"):
     DATABASES["postgres"] = {
-        "ENGINE": "django.db.backends.postgresql",
-        "NAME": _url.path.lstrip("/") or "test",
-        "USER": _url.username or "postgres",
-        "PASSWORD": _url.password or "",
-        "HOST": _url.hostname or "127.0.0.1",
-        "PORT": str(_url.port or 5432),
-        # One test database per run, so that parallel runs (tox, a second terminal) do not collide.
-        "TEST": {"NAME": f"test_cloudsync_{os.getpid()}"},
+        **server_database(_postgres_url, "django.db.backends.postgresql"),
+        "TEST": {"NAME": _TEST_NAME},
+    }
+if _mysql_url := os.environ.get("CLOUDSYNC_TEST_MYSQL_URL"):
+    DATABASES["mysql"] = {
+        **server_database(_mysql_url, "django.db.backends.mysql"),
+        "TEST": {"NAME": _TEST_NAME, "CHARSET": "utf8mb4", "COLLATION": "utf8mb4_unicode_ci"},
     }
 
 DATABASE_ROUTERS = ["testsupport.routers.SelectableDatabaseRouter"]

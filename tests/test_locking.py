@@ -129,12 +129,9 @@ def test_no_transaction_is_open_while_cloudsync_is_asked(client: Any, slow_cloud
     assert refreshed.version == token.version + 1
 
 
-@pytest.mark.parametrize("database", ["default", pytest.param("postgres", marks=pytest.mark.postgres)])
 def test_a_stuck_account_does_not_block_another_accounts_refresh(
-    request: pytest.FixtureRequest, client: Any, slow_cloudsync: Any, database: str
+    client: Any, slow_cloudsync: Any, database: str
 ) -> None:
-    if database == "postgres":
-        request.getfixturevalue("on_postgres")
     slow_cloudsync.add_user(ADAS_STRIPE_MATE, email="mate@example.com", name="Mate")
     ada = expire(signed_in(client))
     mate = expire(signed_in(Client(), user_id=ADAS_STRIPE_MATE))

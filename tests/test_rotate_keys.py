@@ -3,9 +3,11 @@ without losing a refresh that happens at the same moment, and without hiding a r
 
 from __future__ import annotations
 
+import gc
 import io
 import re
 import threading
+import tracemalloc
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -16,6 +18,7 @@ from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import connections, router
+from django.db.models import F
 from django.test.utils import CaptureQueriesContext
 
 from django_cloudsync import rotation, tokens
@@ -165,7 +168,8 @@ def test_rotation_stopped_at_a_limit_finishes_on_the_next_run_without_re_encrypt
 
 
 def interrupt_at_update(number: int) -> Callable[..., Any]:
-    """A database execute wrapper: Ctrl-C arrives just before the ``number``-th ciphertext UPDATE."""
+    """A database execute wrapper: Ctrl-C arrives just before the ``number``-th ciphertext UPDATE
+    (one per batch, for batches within the database's limit on query parameters)."""
     seen = 0
 
     def wrapper(execute: Callable[..., Any], sql: str, params: Any, many: bool, context: Any) -> Any:
@@ -186,7 +190,7 @@ def test_an_interrupted_rotation_keeps_whole_batches_and_finishes_on_the_next_ru
     connection = connections[router.db_for_write(CloudSyncToken)]
     interrupted = rotation.KeyRotation(batch_size=5)
 
-    with connection.execute_wrapper(interrupt_at_update(7)), pytest.raises(KeyboardInterrupt):
+    with connection.execute_wrapper(interrupt_at_update(2)), pytest.raises(KeyboardInterrupt):
         interrupted.run()
 
     assert interrupted.result.rotated == 5  # the first batch committed...
@@ -206,7 +210,7 @@ def test_the_command_interrupted_says_how_to_resume(settings: Any) -> None:
     settings.CLOUDSYNC_ENCRYPTION_KEYS = [NEW_KEY, OLD_KEY]
     connection = connections[router.db_for_write(CloudSyncToken)]
 
-    with connection.execute_wrapper(interrupt_at_update(4)), pytest.raises(CommandError) as raised:
+    with connection.execute_wrapper(interrupt_at_update(2)), pytest.raises(CommandError) as raised:
         rotate("--batch-size", "3")
 
     assert raised.value.returncode == 130
@@ -246,32 +250,32 @@ def before_first_write(action: Callable[[], None]) -> Callable[..., Any]:
     return wrapper
 
 
-@pytest.mark.parametrize("database", ["sqlite", "postgres"])
-def test_a_refresh_during_rotation_loses_nothing(
-    client: Any, fake: Any, settings: Any, request: pytest.FixtureRequest, database: str
+def test_a_refresh_landing_mid_batch_is_not_overwritten(
+    on_each_database: str, client: Any, fake: Any, settings: Any
 ) -> None:
-    if database == "postgres":
-        request.getfixturevalue("on_postgres")
     settings.CLOUDSYNC_ENCRYPTION_KEYS = [OLD_KEY]
     token = expire(signed_in(client))
     old_tokens = (token.access_token(), token.refresh_token())
+    others = make_rows(9)  # in the same batch as the refreshed row
     settings.CLOUDSYNC_ENCRYPTION_KEYS = [NEW_KEY, OLD_KEY]  # the site and the command, deployed
     outcome: dict[str, Any] = {}
     connection = connections[router.db_for_write(CloudSyncToken)]
 
+    # The batch is read, then the refresh commits, then the batch is written.
     with connection.execute_wrapper(before_first_write(lambda: refresh_in_another_worker(token, outcome))):
-        result = rotate_keys()
+        result = rotate_keys(batch_size=10)
 
     assert "error" not in outcome
     refreshed = outcome["refreshed"]
     assert fake.counters["refreshes"] == 1
-    # The refresh wrote under the new key; nothing to redo.
-    assert (result.rotated, result.current, result.contended) == (0, 1, [])
+    # The refresh wrote under the new key: nothing to redo for its row, the batch's others rotated.
+    assert (result.examined, result.rotated, result.current, result.contended) == (10, 9, 1, [])
     settings.CLOUDSYNC_ENCRYPTION_KEYS = [NEW_KEY]
-    stored = CloudSyncToken.objects.get()
+    stored = CloudSyncToken.objects.get(pk=token.pk)
     assert stored.version == token.version + 1
     assert stored.access_token() == refreshed.access_token() != old_tokens[0]
     assert stored.refresh_token() == refreshed.refresh_token() != old_tokens[1]
+    assert {pk: pair for pk, pair in readable_tokens().items() if pk != token.pk} == others
     # The stored refresh token is the live one: the next refresh works.
     tokens.refresh_if_expired(expire(token))
     assert fake.counters["refreshes"] == 2
@@ -279,12 +283,13 @@ def test_a_refresh_during_rotation_loses_nothing(
 
 
 def test_a_refresh_by_a_worker_still_on_the_old_key_is_re_encrypted_after_it(
-    client: Any, fake: Any, settings: Any
+    on_each_database: str, client: Any, fake: Any, settings: Any
 ) -> None:
     # During a rolling deploy a worker may still encrypt with the old key: its write wins the
     # race, and the command retries the row with the refreshed tokens.
     settings.CLOUDSYNC_ENCRYPTION_KEYS = [OLD_KEY]
     token = expire(signed_in(client))
+    others = make_rows(4)
     outcome: dict[str, Any] = {}
     connection = connections[router.db_for_write(CloudSyncToken)]
     command_keys = [NEW_KEY, OLD_KEY]
@@ -301,13 +306,71 @@ def test_a_refresh_by_a_worker_still_on_the_old_key_is_re_encrypted_after_it(
         result = rotate_keys()
 
     assert "error" not in outcome
-    assert (result.rotated, result.contended) == (1, [])
+    assert (result.rotated, result.current, result.contended) == (5, 0, [])
     refreshed = (outcome["refreshed"].access_token(), outcome["refreshed"].refresh_token())
     settings.CLOUDSYNC_ENCRYPTION_KEYS = [NEW_KEY]
-    stored = CloudSyncToken.objects.get()
-    assert key_ids_in_use()[stored.pk] == {NEW_ID}
+    stored = CloudSyncToken.objects.get(pk=token.pk)
+    assert set(map(frozenset, key_ids_in_use().values())) == {frozenset({NEW_ID})}
     assert stored.version == token.version + 1
     assert (stored.access_token(), stored.refresh_token()) == refreshed
+    assert {pk: pair for pk, pair in readable_tokens().items() if pk != token.pk} == others
+
+
+def before_each_write(action: Callable[[], None]) -> Callable[..., Any]:
+    """A database execute wrapper: runs ``action`` (on the same connection, inside the batch's
+    transaction) just before each of the command's ciphertext UPDATEs."""
+    acting = False
+
+    def wrapper(execute: Callable[..., Any], sql: str, params: Any, many: bool, context: Any) -> Any:
+        nonlocal acting
+        if not acting and sql.startswith("UPDATE") and "access_token_ciphertext" in sql:
+            acting = True
+            try:
+                action()
+            finally:
+                acting = False
+        return execute(sql, params, many, context)
+
+    return wrapper
+
+
+def test_a_row_changed_on_every_attempt_is_reported_and_left_to_its_writer(
+    on_each_database: str, settings: Any
+) -> None:
+    settings.CLOUDSYNC_ENCRYPTION_KEYS = [OLD_KEY]
+    plaintexts = make_rows(6)
+    busy = sorted(plaintexts)[2]
+    settings.CLOUDSYNC_ENCRYPTION_KEYS = [NEW_KEY, OLD_KEY]
+    connection = connections[router.db_for_write(CloudSyncToken)]
+
+    def refreshed_again() -> None:  # what a refresh does to the row, as far as the CAS can tell
+        CloudSyncToken.objects.filter(pk=busy).update(version=F("version") + 1)
+
+    with connection.execute_wrapper(before_each_write(refreshed_again)):
+        result = rotate_keys()
+
+    assert (result.examined, result.rotated, result.contended) == (6, 5, [str(busy)])
+    assert not result.complete
+    assert key_ids_in_use()[busy] == {OLD_ID}  # never overwritten
+    assert sum(ids == {NEW_ID} for ids in key_ids_in_use().values()) == 5
+    assert CloudSyncToken.objects.get(pk=busy).version == 1 + rotation.MAX_ATTEMPTS_PER_ROW
+
+
+def test_a_row_deleted_mid_batch_is_counted_as_gone(on_each_database: str, settings: Any) -> None:
+    settings.CLOUDSYNC_ENCRYPTION_KEYS = [OLD_KEY]
+    plaintexts = make_rows(4)
+    disconnected = sorted(plaintexts)[1]
+    settings.CLOUDSYNC_ENCRYPTION_KEYS = [NEW_KEY, OLD_KEY]
+    connection = connections[router.db_for_write(CloudSyncToken)]
+
+    with connection.execute_wrapper(
+        before_first_write(lambda: CloudSyncToken.objects.filter(pk=disconnected).delete())
+    ):
+        result = rotate_keys()
+
+    assert (result.examined, result.rotated, result.gone, result.contended) == (4, 3, 1, [])
+    assert result.complete
+    assert set(key_ids_in_use()) == set(plaintexts) - {disconnected}
 
 
 def add_unreadable_rows(settings: Any) -> tuple[uuid.UUID, uuid.UUID]:
@@ -377,26 +440,62 @@ def test_check_reports_unreadable_rows_by_id_and_exits_non_zero(settings: Any) -
     assert CloudSyncToken.objects.count() == 6
 
 
-def test_two_thousand_rows_are_rotated_in_bounded_batches(settings: Any) -> None:
+def test_each_batch_takes_the_same_few_queries_whatever_the_row_count(
+    on_each_database: str, settings: Any
+) -> None:
     settings.CLOUDSYNC_ENCRYPTION_KEYS = [OLD_KEY]
     make_rows(2000)
     settings.CLOUDSYNC_ENCRYPTION_KEYS = [NEW_KEY, OLD_KEY]
     connection = connections[router.db_for_write(CloudSyncToken)]
+    per_batch: list[list[str]] = []
 
     with CaptureQueriesContext(connection) as queries:
-        result = rotate_keys(batch_size=500)
+        for _ in (run := rotation.KeyRotation(batch_size=500)).batches():
+            per_batch.append([q["sql"] for q in queries.captured_queries[sum(map(len, per_batch)) :]])
+        after_last = [q["sql"] for q in queries.captured_queries[sum(map(len, per_batch)) :]]
 
-    assert result.rotated == 2000
-    statements = [q["sql"] for q in queries.captured_queries]
-    reads = [sql for sql in statements if sql.startswith("SELECT")]
-    writes = [sql for sql in statements if sql.startswith("UPDATE")]
-    # Never all rows at once: 2000 / 500 = 4 reads of at most 500 rows (and one to find the end).
-    assert len(reads) <= 5
-    assert all(re.search(r"LIMIT 500\b", sql) for sql in reads)
-    # One compare-and-swap per row, and nothing else but one transaction per batch.
-    assert len(writes) == 2000
-    assert len(statements) <= len(reads) + len(writes) + 2 * 4
+    assert run.result.rotated == 2000
+    assert len(per_batch) == 4
+    # Keyset pagination: one read of at most 500 rows per batch, then one that finds the end.
+    reads = [[sql for sql in batch if sql.startswith("SELECT")] for batch in per_batch]
+    assert all(len(batch) == 1 and re.search(r"LIMIT 500\b", batch[0]) for batch in reads)
+    assert "OFFSET" not in " ".join(sql for batch in per_batch for sql in batch)
+    assert [sql.split()[0] for sql in after_last] == ["SELECT"]
+    # The batch's writes: one UPDATE on PostgreSQL, elsewhere one per 128 rows (four), and the
+    # same count for every batch.
+    chunk = rotation.rows_per_update(on_each_database) or 500
+    assert chunk in (128, 500)
+    writes = [[sql for sql in batch if sql.startswith("UPDATE")] for batch in per_batch]
+    assert [len(batch) for batch in writes] == [-(-500 // chunk)] * 4
+    assert len({len(batch) for batch in per_batch}) == 1  # nothing else that grows with the rows
+    assert len(per_batch[0]) <= 1 + len(writes[0]) + 2  # transaction control at most
     assert {frozenset(ids) for ids in key_ids_in_use().values()} == {frozenset({NEW_ID})}
+
+
+def peak_memory_of_rotating(rows: int, settings: Any) -> int:
+    """tracemalloc's peak, in bytes, while ``rows`` rows under the old key are rotated."""
+    CloudSyncToken.objects.all().delete()
+    settings.CLOUDSYNC_ENCRYPTION_KEYS = [OLD_KEY]
+    make_rows(rows, prefix=f"usr_memory_{rows}")
+    settings.CLOUDSYNC_ENCRYPTION_KEYS = [NEW_KEY, OLD_KEY]
+    gc.collect()
+    tracemalloc.start()
+    try:
+        result = rotate_keys()
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert result.rotated == rows
+    return peak
+
+
+def test_memory_stays_flat_from_ten_thousand_rows_to_fifty_thousand(settings: Any) -> None:
+    ten_thousand = peak_memory_of_rotating(10_000, settings)
+    fifty_thousand = peak_memory_of_rotating(50_000, settings)
+
+    # One batch at a time: five times the rows, about the same peak. Holding every row would
+    # take about five times as much (tens of megabytes at 50,000 rows).
+    assert fifty_thousand < ten_thousand * 1.5, (ten_thousand, fifty_thousand)
 
 
 def test_a_progress_bar_is_drawn_only_on_a_terminal(settings: Any) -> None:

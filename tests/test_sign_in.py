@@ -515,7 +515,6 @@ def test_bug_deeply_nested_json_from_the_token_endpoint_fails_the_sign_in_polite
 # containing NUL (InvalidResponse).
 
 
-@pytest.mark.postgres
 @pytest.mark.django_db(databases="__all__")
 @pytest.mark.parametrize(
     ("field", "value", "refused"),
@@ -526,8 +525,8 @@ def test_bug_deeply_nested_json_from_the_token_endpoint_fails_the_sign_in_polite
         ("scope", "workspaces:read\x00", True),
     ],
 )
-def test_bug_a_nul_from_cloudsync_is_no_500_on_postgresql(
-    on_postgres: str, hostile_settings: Any, field: str, value: str, refused: bool
+def test_bug_a_nul_from_cloudsync_is_no_500_on_a_database_server(
+    on_server_database: str, hostile_settings: Any, field: str, value: str, refused: bool
 ) -> None:
     fake = hostile_settings
     issued = fake.issue_tokens()

@@ -90,7 +90,19 @@ class TokenCipher:
 
     def decrypt(self, ciphertext: str, associated_data: bytes) -> str:
         """Open a ciphertext sealed with the same associated data by any key of the ring."""
+        return self._open(*self._split(ciphertext), associated_data)
+
+    def reseal(self, ciphertext: str, associated_data: bytes) -> str | None:
+        """``ciphertext`` sealed again with the encrypting key, or ``None`` if that key sealed it.
+
+        It is opened either way (a ciphertext passed as current must really open), and parsed
+        once: the key rotation calls this for every stored token.
+        """
         kid, sealed = self._split(ciphertext)
+        plaintext = self._open(kid, sealed, associated_data)
+        return None if kid == self.primary_key_id else self.encrypt(plaintext, associated_data)
+
+    def _open(self, kid: str, sealed: bytes, associated_data: bytes) -> str:
         aead = self._keys.get(kid)
         if aead is None:
             raise UndecryptableToken(f"No configured key has id {kid}")

@@ -11,10 +11,12 @@ interrupted:
   commits on its own, so an interruption loses at most the batch in flight.
 * A row whose ciphertexts are already under the first key is skipped, so a second run finishes
   the job without re-encrypting anything twice.
-* Each row is written with a compare-and-swap on ``version``: if a refresh wrote new tokens
-  between our read and our write, our write matches no row, and the row is read again (the
-  refresh's tokens are then usually under the first key already). ``version`` itself is left
-  alone, because it means "new tokens", and the refresh logic compares it.
+* A batch is re-encrypted in Python and written in one UPDATE (a few where the database limits
+  query parameters, as SQLite does), with a compare-and-swap on ``version`` for each row: a row
+  that a refresh wrote between our read and our write keeps the refresh's tokens, and is read
+  again (the refresh's tokens are then usually under the first key already) and retried. So a
+  batch costs the same few queries whatever the table's size. ``version`` itself is left alone,
+  because it means "new tokens", and the refresh logic compares it.
 * A row that no configured key can decrypt is reported by id and left as it is, never dropped.
 
 :func:`check_keys` changes nothing: it counts rows per key id, and the rows no key can decrypt.
@@ -25,33 +27,37 @@ progress or may be interrupted.
 from __future__ import annotations
 
 import dataclasses
-import enum
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any, NamedTuple
 
-from django.db import router
-from django.views.decorators.debug import sensitive_variables
+from django.db import connections, router
 
 from . import conf, errors
 from .crypto import TokenCipher
 from .locking import with_lock_retries
 from .models import CloudSyncToken
 
-DEFAULT_BATCH_SIZE = 500
+# A thousand rows: a commit (an fsync) per thousand rows costs little beside their encryption,
+# and a batch's write lock or row locks last milliseconds.
+DEFAULT_BATCH_SIZE = 1000
 #: How many times one row is tried when concurrent refreshes keep changing it under us.
 MAX_ATTEMPTS_PER_ROW = 5
 #: The columns the rotation reads: enough to re-encrypt and to name a row, nothing more.
 ROW_FIELDS = ("id", "account_id", "version", "access_token_ciphertext", "refresh_token_ciphertext")
 TOKEN_FIELDS = ("access_token", "refresh_token")
+TOKEN_COLUMNS = tuple(f"{field}_ciphertext" for field in TOKEN_FIELDS)
 
 
-class RowOutcome(enum.Enum):
-    """What happened to one row."""
+class StoredRow(NamedTuple):
+    """The columns of one row the rotation reads (:data:`ROW_FIELDS`), as plain values: a model
+    instance per row would cost more than the row's encryption."""
 
-    ROTATED = "rotated"
-    CURRENT = "current"  # already under the first key
-    GONE = "gone"  # deleted while we worked
-    CONTENDED = "contended"  # changed by refreshes on every attempt
+    pk: Any
+    account_id: str
+    version: int
+    access_token_ciphertext: str
+    refresh_token_ciphertext: str
 
 
 @dataclasses.dataclass
@@ -93,16 +99,6 @@ class Tally:
         self.stale += other.stale
         self.limit_reached = self.limit_reached or other.limit_reached
 
-    def count(self, row: CloudSyncToken, outcome: RowOutcome) -> None:
-        if outcome is RowOutcome.ROTATED:
-            self.rotated += 1
-        elif outcome is RowOutcome.CURRENT:
-            self.current += 1
-        elif outcome is RowOutcome.GONE:
-            self.gone += 1
-        else:
-            self.contended.append(str(row.pk))
-
 
 class KeyRotation:
     """One run over ``database`` (default: where :class:`CloudSyncToken` is written).
@@ -130,6 +126,7 @@ class KeyRotation:
         self.check = check
         self.cipher = cipher if cipher is not None else conf.cipher()
         self.result = Tally()
+        self._associated_data = _associated_data_by_pk()
 
     def row_count(self) -> int:
         """How many rows there are to examine (for a progress bar; rows may come and go)."""
@@ -152,23 +149,23 @@ class KeyRotation:
 
     # Reading: keyset pagination over the primary key, so memory stays at one batch.
 
-    def _pages(self) -> Iterator[list[CloudSyncToken]]:
-        rows = CloudSyncToken.objects.using(self.database).only(*ROW_FIELDS).order_by("pk")
+    def _pages(self) -> Iterator[list[StoredRow]]:
+        rows = CloudSyncToken.objects.using(self.database).order_by("pk").values_list(*ROW_FIELDS)
         last_pk = None
         while True:
             page = rows if last_pk is None else rows.filter(pk__gt=last_pk)
-            batch = list(page[: self.batch_size])
+            batch = list(map(StoredRow._make, page[: self.batch_size]))
             if batch:
                 yield batch
             if len(batch) < self.batch_size:
                 return
             last_pk = batch[-1].pk
 
-    def _check_batch(self, batch: list[CloudSyncToken]) -> Tally:
+    def _check_batch(self, batch: list[StoredRow]) -> Tally:
         tally = Tally(examined=len(batch))
         for row in batch:
             try:
-                key_ids = _verified_key_ids(self.cipher, row)
+                key_ids = _verified_key_ids(self.cipher, row, self._associated_data)
             except errors.UndecryptableToken as exc:
                 tally.unreadable.append(_unreadable(row, exc))
                 continue
@@ -177,25 +174,182 @@ class KeyRotation:
                 tally.stale += 1
         return tally
 
-    def _rotate_batch(self, batch: list[CloudSyncToken]) -> Tally:
+    def _rotate_batch(self, batch: list[StoredRow]) -> Tally:
         def rotate() -> Tally:
             # Rebuilt from scratch on each attempt: a batch retried after "database is locked"
             # was rolled back, and must not be counted twice.
             done = Tally()
+            pending: list[Resealed] = []
             for row in batch:
-                if self.limit is not None and self.result.rotated + done.rotated >= self.limit:
+                if self.limit is not None and self.result.rotated + len(pending) >= self.limit:
                     done.limit_reached = True
                     break
                 done.examined += 1
-                try:
-                    done.count(row, _rotate_row(self.cipher, self.database, row))
-                except errors.UndecryptableToken as exc:
-                    done.unreadable.append(_unreadable(row, exc))
+                self._sort(done, pending, row)
+            for _ in range(MAX_ATTEMPTS_PER_ROW):
+                if not pending:
+                    break
+                pending = self._write(done, pending)
+            done.contended += [str(resealed.row.pk) for resealed in pending]
             return done
 
         # One transaction per batch (one commit, not one per row); a lock another worker holds
         # (SQLite's write lock, a row lock) is waited for at most CLOUDSYNC_LOCK_TIMEOUT.
         return with_lock_retries(self.database, rotate)
+
+    def _write(self, done: Tally, pending: list[Resealed]) -> list[Resealed]:
+        """Write ``pending`` where each row's version is still the one read; the rows to try again.
+
+        A row whose version moved was refreshed meanwhile: it is read again (its new tokens are
+        usually under the first key already), and never overwritten.
+        """
+        written = sum(_write_if_unchanged(self.database, chunk) for chunk in self._chunks(pending))
+        if written == len(pending):
+            done.rotated += written
+            return []
+        # Some rows changed since they were read: tell which by what they hold now. Each new
+        # ciphertext has a nonce of its own, so a row holds it only if our write went in; and our
+        # write's row locks (SQLite: its write lock) keep those rows as they are until we commit.
+        rows = CloudSyncToken.objects.using(self.database).values_list(*ROW_FIELDS)
+        now = {
+            row.pk: row
+            for row in map(StoredRow._make, rows.filter(pk__in=[resealed.row.pk for resealed in pending]))
+        }
+        retry: list[Resealed] = []
+        for resealed in pending:
+            fresh = now.get(resealed.row.pk)
+            if fresh is None:
+                done.gone += 1
+            elif all(getattr(fresh, column) == value for column, value in resealed.changes.items()):
+                done.rotated += 1
+            else:
+                self._sort(done, retry, fresh)
+        return retry
+
+    def _sort(self, done: Tally, pending: list[Resealed], row: StoredRow) -> None:
+        """Count ``row`` as current or unreadable in ``done``, or add its new ciphertexts to ``pending``."""
+        try:
+            changes = _resealed(self.cipher, row, self._associated_data)
+        except errors.UndecryptableToken as exc:
+            done.unreadable.append(_unreadable(row, exc))
+            return
+        if changes:
+            pending.append(Resealed(row, changes))
+        else:
+            done.current += 1
+
+    def _chunks(self, pending: list[Resealed]) -> Iterator[list[Resealed]]:
+        """``pending`` in as few UPDATEs as :func:`rows_per_update` allows."""
+        size = rows_per_update(self.database) or len(pending)
+        for start in range(0, len(pending), size):
+            yield pending[start : start + size]
+
+
+def rows_per_update(database: str) -> int | None:
+    """How many rows one UPDATE of a batch writes on ``database`` (``None``: the whole batch).
+
+    PostgreSQL takes a batch as four arrays. Elsewhere each row takes :data:`PARAMS_PER_ROW`
+    parameters, within the database's limit (SQLite's 999), and the server matches every row
+    against every ``WHEN`` of the ``CASE``: so at most :data:`CASE_ROWS` rows a statement.
+    """
+    connection = connections[database]
+    if connection.vendor == "postgresql":
+        return None
+    max_params = connection.features.max_query_params
+    return min(CASE_ROWS, max(1, (max_params or CASE_ROWS * PARAMS_PER_ROW) // PARAMS_PER_ROW))
+
+
+@dataclasses.dataclass(frozen=True)
+class Resealed:
+    """A row as read, and its new ciphertexts (by column) not yet written."""
+
+    row: StoredRow
+    changes: dict[str, str]
+
+
+#: Query parameters one row takes in :func:`_write_if_unchanged`'s UPDATE: its pk in the ``IN``
+#: list, its pk and version in the version check, its pk and ciphertext for each token column.
+PARAMS_PER_ROW = 3 + 2 * len(TOKEN_FIELDS)
+CASE_ROWS = 128
+
+
+def _write_if_unchanged(database: str, pending: list[Resealed]) -> int:
+    """Write every row's new ciphertexts in one UPDATE, each only if its ``version`` is the one we
+    read (a compare-and-swap per row); how many rows it wrote.
+
+    ``version`` and ``updated_at`` are left alone: they mean "new tokens", and a rotation brings
+    none (``refresh_after_rejection`` compares ``version``).
+    """
+    connection = connections[database]
+    if connection.vendor == "postgresql":
+        return _write_if_unchanged_from_arrays(database, pending)
+    quote = connection.ops.quote_name
+    table, pk_column, version_column = _names(database)
+
+    def pk_param(resealed: Resealed) -> Any:
+        return CloudSyncToken._meta.pk.get_db_prep_value(resealed.row.pk, connection)
+
+    assignments: list[str] = []
+    params: list[Any] = []
+    for column in TOKEN_COLUMNS:
+        changed = [resealed for resealed in pending if column in resealed.changes]
+        if changed:
+            assignments.append(
+                f"{quote(column)} = CASE {pk_column} {' '.join(['WHEN %s THEN %s'] * len(changed))} "
+                f"ELSE {quote(column)} END"
+            )
+            for resealed in changed:
+                params += [pk_param(resealed), resealed.changes[column]]
+    in_list = ", ".join(["%s"] * len(pending))
+    params += [pk_param(resealed) for resealed in pending]
+    expected = " ".join(["WHEN %s THEN %s"] * len(pending))
+    for resealed in pending:
+        params += [pk_param(resealed), resealed.row.version]
+    sql = (
+        f"UPDATE {table} SET {', '.join(assignments)} "  # noqa: S608 (our own names)
+        f"WHERE {pk_column} IN ({in_list}) AND {version_column} = CASE {pk_column} {expected} END"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return int(cursor.rowcount)
+
+
+def _write_if_unchanged_from_arrays(database: str, pending: list[Resealed]) -> int:
+    """:func:`_write_if_unchanged` on PostgreSQL: the batch as four arrays joined to the table,
+    four parameters whatever the batch's size (binding one parameter per value costs more than
+    the UPDATE itself). A NULL ciphertext keeps the column as it is."""
+    connection = connections[database]
+    quote = connection.ops.quote_name
+    table, pk_column, version_column = _names(database)
+    columns = TOKEN_COLUMNS
+    sets = ", ".join(
+        f"{quote(column)} = COALESCE(new.{column}, {table}.{quote(column)})" for column in columns
+    )
+    sql = (
+        f"UPDATE {table} SET {sets} "  # noqa: S608 (our own names)
+        "FROM unnest(%s::uuid[], %s::bigint[], %s::text[], %s::text[]) "
+        f"AS new(pk, version, {', '.join(columns)}) "
+        f"WHERE {table}.{pk_column} = new.pk AND {table}.{version_column} = new.version"
+    )
+    params = [
+        [resealed.row.pk for resealed in pending],
+        [resealed.row.version for resealed in pending],
+        *([resealed.changes.get(column) for resealed in pending] for column in columns),
+    ]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return int(cursor.rowcount)
+
+
+def _names(database: str) -> tuple[str, str, str]:
+    """The quoted names of the table, its primary key column and its ``version`` column."""
+    quote = connections[database].ops.quote_name
+    meta = CloudSyncToken._meta
+    return (
+        quote(meta.db_table),
+        quote(meta.pk.column or meta.pk.attname),
+        quote(meta.get_field("version").column or "version"),
+    )
 
 
 def rotate_keys(
@@ -210,55 +364,50 @@ def check_keys(*, database: str | None = None, batch_size: int = DEFAULT_BATCH_S
     return KeyRotation(database=database, batch_size=batch_size, check=True).run()
 
 
-@sensitive_variables("plaintext")
-def _resealed(cipher: TokenCipher, row: CloudSyncToken) -> dict[str, str]:
+def _associated_data_by_pk() -> Callable[[Any, str], bytes]:
+    """The model's own :meth:`~CloudSyncToken.associated_data` for a row known by its pk alone:
+    one unsaved instance, reused, so the format has one home."""
+    stand_in = CloudSyncToken()
+
+    def associated_data(pk: Any, field: str) -> bytes:
+        stand_in.pk = pk
+        return stand_in.associated_data(field)
+
+    return associated_data
+
+
+def _resealed(
+    cipher: TokenCipher, row: StoredRow, associated_data_of: Callable[[Any, str], bytes]
+) -> dict[str, str]:
     """The new ciphertexts of ``row``'s tokens that are not under the first key (``{}`` if none).
 
     Every token is decrypted, current or not: a row the rotation passes as fine must really be
     readable. Raises :class:`~django_cloudsync.errors.UndecryptableToken` otherwise.
     """
     changes: dict[str, str] = {}
-    for field in TOKEN_FIELDS:
-        column = f"{field}_ciphertext"
+    for field, column in zip(TOKEN_FIELDS, TOKEN_COLUMNS, strict=True):
         ciphertext: str = getattr(row, column)
         if not ciphertext and field == "refresh_token":
             continue  # CloudSync issued no refresh token
-        associated_data = row.associated_data(field)
-        plaintext = cipher.decrypt(ciphertext, associated_data)
-        if not cipher.is_current(ciphertext):
-            changes[column] = cipher.encrypt(plaintext, associated_data)
+        resealed = cipher.reseal(ciphertext, associated_data_of(row.pk, field))
+        if resealed is not None:
+            changes[column] = resealed
     return changes
 
 
-def _rotate_row(cipher: TokenCipher, database: str, row: CloudSyncToken) -> RowOutcome:
-    """Re-encrypt one row, unless a concurrent write keeps beating us to it."""
-    rows = CloudSyncToken.objects.using(database)
-    for _ in range(MAX_ATTEMPTS_PER_ROW):
-        changes = _resealed(cipher, row)
-        if not changes:
-            return RowOutcome.CURRENT
-        # Compare-and-swap: written only if no new tokens were stored since we read the row.
-        # QuerySet.update() leaves version and updated_at alone, as it should.
-        if rows.filter(pk=row.pk, version=row.version).update(**changes):
-            return RowOutcome.ROTATED
-        fresh = rows.only(*ROW_FIELDS).filter(pk=row.pk).first()
-        if fresh is None:
-            return RowOutcome.GONE
-        row = fresh
-    return RowOutcome.CONTENDED
-
-
-def _verified_key_ids(cipher: TokenCipher, row: CloudSyncToken) -> set[str]:
+def _verified_key_ids(
+    cipher: TokenCipher, row: StoredRow, associated_data_of: Callable[[Any, str], bytes]
+) -> set[str]:
     """The ids of the keys that sealed ``row``'s tokens, after checking that each one decrypts."""
     key_ids = set()
     for field in TOKEN_FIELDS:
         ciphertext: str = getattr(row, f"{field}_ciphertext")
         if not ciphertext and field == "refresh_token":
             continue
-        cipher.decrypt(ciphertext, row.associated_data(field))  # only whether it opens matters
+        cipher.decrypt(ciphertext, associated_data_of(row.pk, field))  # only whether it opens matters
         key_ids.add(cipher.key_id_of(ciphertext))
     return key_ids
 
 
-def _unreadable(row: CloudSyncToken, exc: errors.UndecryptableToken) -> Unreadable:
+def _unreadable(row: StoredRow, exc: errors.UndecryptableToken) -> Unreadable:
     return Unreadable(pk=str(row.pk), account_id=row.account_id, reason=exc.message)

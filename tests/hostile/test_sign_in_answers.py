@@ -71,17 +71,17 @@ def test_no_malformed_token_response_gets_a_500_persists_or_leaks(
     check_token_response_at_sign_in(hostile_settings, app_logs, answer)
 
 
-def on_postgresql(test: Test) -> Test:
-    """The property on PostgreSQL (the ``on_postgres`` fixture routes every model there), with a
-    fifth of the examples."""
-    marked: Test = pytest.mark.postgres(pytest.mark.django_db(databases="__all__")(fewer_examples(5)(test)))
+def on_server_databases(test: Test) -> Test:
+    """The property on each database server (the ``on_server_database`` fixture routes every model
+    there), with a fifth of the examples."""
+    marked: Test = pytest.mark.django_db(databases="__all__")(fewer_examples(5)(test))
     return marked
 
 
-@on_postgresql
+@on_server_databases
 @given(answer=token_answers)
-def test_no_malformed_token_response_gets_a_500_on_postgresql(
-    on_postgres: str, hostile_settings: Any, app_logs: pytest.LogCaptureFixture, answer: Answer
+def test_no_malformed_token_response_gets_a_500_on_a_database_server(
+    on_server_database: str, hostile_settings: Any, app_logs: pytest.LogCaptureFixture, answer: Answer
 ) -> None:
     check_token_response_at_sign_in(hostile_settings, app_logs, answer)
 
@@ -125,9 +125,9 @@ def test_no_malformed_profile_at_sign_in_gets_a_500_persists_or_leaks(
     check_profile_at_sign_in(hostile_settings, app_logs, answer)
 
 
-@on_postgresql
+@on_server_databases
 @given(answer=profile_answers)
-def test_no_malformed_profile_at_sign_in_gets_a_500_on_postgresql(
-    on_postgres: str, hostile_settings: Any, app_logs: pytest.LogCaptureFixture, answer: Answer
+def test_no_malformed_profile_at_sign_in_gets_a_500_on_a_database_server(
+    on_server_database: str, hostile_settings: Any, app_logs: pytest.LogCaptureFixture, answer: Answer
 ) -> None:
     check_profile_at_sign_in(hostile_settings, app_logs, answer)
