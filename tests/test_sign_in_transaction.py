@@ -27,6 +27,8 @@ LOCMEM_BACKEND = "django.core.mail.backends.locmem.EmailBackend"
 APP_CODE_URL = "/accounts/cloudsync/app/code"
 APP_REDIRECT_URI = "com.example.cloudsync:/oauth2redirect"
 SPA_REDIRECT_URL = "/_allauth/browser/v1/auth/provider/redirect"
+PROVIDER_TOKEN_URL = "/_allauth/app/v1/auth/provider/token"
+APP_SIGNUP_URL = "/_allauth/app/v1/auth/provider/signup"
 BROWSER_SESSION_URL = "/_allauth/browser/v1/auth/session"
 
 # Each test commits for real (no wrapping test transaction), so that a ROLLBACK is what it checks.
@@ -154,3 +156,69 @@ def test_the_authorize_redirect_itself_writes_no_row(database: str, fake: Any) -
     start(browser())
 
     assert rows_left() == NO_ROWS
+
+
+def test_a_failing_verification_mail_at_allauths_provider_token_endpoint_leaves_no_row(
+    database: str, fake: Any, refusing_smtp_server: None
+) -> None:
+    # allauth's own view: CloudSyncMiddleware runs it in the sign-in transaction.
+    issued = fake.issue_tokens()
+    body = {"provider": "cloudsync", "process": "login", "token": {"client_id": fake.client_id, **issued}}
+
+    response = browser().post(PROVIDER_TOKEN_URL, json.dumps(body), content_type="application/json")
+
+    assert response.status_code == 500
+    assert rows_left() == NO_ROWS
+
+
+def test_a_failing_verification_mail_at_the_sign_up_form_leaves_no_row_and_no_session(
+    database: str, fake: Any, refusing_smtp_server: None, settings: Any
+) -> None:
+    # The sign-in pauses on allauth's sign-up form; the form's POST completes it.
+    settings.SOCIALACCOUNT_AUTO_SIGNUP = False
+    client = browser()
+    pending = sign_in(client)
+    assert pending.status_code == 302
+    assert pending["Location"].endswith("/3rdparty/signup/")
+
+    response = client.post(pending["Location"], {"email": "ada.lovelace@example.com", "username": "ada"})
+
+    assert response.status_code == 500
+    assert rows_left() == NO_ROWS
+    assert client.get("/").content.startswith(b"not connected")
+
+
+def test_a_failing_verification_mail_at_an_apps_sign_up_leaves_no_row(
+    database: str, fake: Any, refusing_smtp_server: None, settings: Any
+) -> None:
+    settings.SOCIALACCOUNT_AUTO_SIGNUP = False
+    issued = fake.issue_tokens()
+    body = {"provider": "cloudsync", "process": "login", "token": {"client_id": fake.client_id, **issued}}
+    client = browser()
+    pending = client.post(PROVIDER_TOKEN_URL, json.dumps(body), content_type="application/json")
+    assert pending.status_code == 401
+    session_token = pending.json()["meta"]["session_token"]
+
+    response = client.post(
+        APP_SIGNUP_URL,
+        json.dumps({"email": "ada.lovelace@example.com", "username": "ada"}),
+        content_type="application/json",
+        HTTP_X_SESSION_TOKEN=session_token,
+    )
+
+    assert response.status_code == 500
+    assert rows_left() == NO_ROWS
+
+
+def test_allauths_sign_up_form_still_signs_in_when_mail_works(
+    database: str, fake: Any, verification_mail: Any, settings: Any
+) -> None:
+    settings.SOCIALACCOUNT_AUTO_SIGNUP = False
+    client = browser()
+    pending = sign_in(client)
+
+    response = client.post(pending["Location"], {"email": "ada@example.com", "username": "ada"})
+
+    assert response.status_code == 302
+    assert rows_left() == ONE_USER
+    assert len(mail.outbox) == 1

@@ -42,6 +42,7 @@ from django.utils.functional import SimpleLazyObject, cached_property, empty
 from django.utils.module_loading import import_string
 
 from . import responses
+from .socialaccount import transaction as sign_in_transactions
 from .sources import aclient_for, client_for
 
 if TYPE_CHECKING:
@@ -235,7 +236,14 @@ class CloudSyncMiddleware:
         if self.async_mode:
             return self.__acall__(request)
         self.prepare(request)
-        return self.get_response(request)
+        waits_on_cloudsync = sign_in_transactions.allauth_sign_in(request)
+        if waits_on_cloudsync is None:
+            return self.get_response(request)
+        # One of allauth's own views completes a sign-in: all of it commits, or none of it.
+        with sign_in_transactions.sign_in_transaction(request):
+            if not waits_on_cloudsync:
+                sign_in_transactions.open_sign_in_transaction(request)
+            return sign_in_transactions.commit_unless_failed(request, self.get_response(request))
 
     async def __acall__(self, request: HttpRequest) -> HttpResponse:
         self.prepare(request)
