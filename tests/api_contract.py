@@ -18,6 +18,7 @@ from django.test.utils import CaptureQueriesContext
 
 from django_cloudsync.models import CloudSyncToken
 from django_cloudsync.testing.flow import app_authorization, sign_in
+from tests.helpers import RequestHeaders
 
 User = get_user_model()
 
@@ -74,7 +75,7 @@ def session_signed_in(client: Client) -> Client:
     return client
 
 
-def app(token: str) -> dict[str, str]:
+def app(token: str) -> RequestHeaders:
     return {"HTTP_X_SESSION_TOKEN": token}
 
 
@@ -258,7 +259,7 @@ def test_cloudsync_refusing_a_scope_answers_403_with_a_connect_flow(
     ],
     ids=["none", "empty", "unknown", "huge", "bare-bearer", "drf-token", "jwt-shaped"],
 )
-def test_missing_or_malformed_credentials_get_a_4xx(api: API, fake: Any, headers: dict[str, str]) -> None:
+def test_missing_or_malformed_credentials_get_a_4xx(api: API, fake: Any, headers: RequestHeaders) -> None:
     response = Client().get(api.workspaces, **headers)
 
     assert 400 <= response.status_code < 500, response.content

@@ -5,11 +5,14 @@ Each framework's views are here only when it is installed (``tests/settings.py``
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from django.conf import settings
 from django.http import HttpRequest
 from django.urls import URLPattern, URLResolver, path
+
+if TYPE_CHECKING:
+    from tests.views import ConnectedUser
 
 urlpatterns: list[URLPattern | URLResolver] = []
 
@@ -36,16 +39,24 @@ if "rest_framework" in settings.API_FRAMEWORKS:
             SessionAuthentication,
         ]
 
+    class ConnectedAPIRequest(Request):
+        """A DRF request ``HasCloudSync`` let through: ``request.user.cloudsync`` is a client (the
+        DRF twin of ``tests.views.ConnectedRequest``; the stubs know no ``cloudsync``)."""
+
+        user: ConnectedUser  # type: ignore[assignment]
+
     class Workspaces(DRFView):
         permission_classes = [drf.HasCloudSync]
 
-        def get(self, request: Request) -> Response:
+        def get(self, request: ConnectedAPIRequest) -> Response:
             return Response({"workspaces": [w["name"] for w in request.user.cloudsync.workspaces()]})
 
     class NeedsWrite(DRFView):
-        permission_classes = [drf.HasCloudSync(scopes=["workspaces:write"])]
+        # An instance stands for its class (HasCloudSync.__call__ returns it), which the DRF
+        # stubs' permission_classes, classes and operand holders only, cannot express.
+        permission_classes = [drf.HasCloudSync(scopes=["workspaces:write"])]  # type: ignore[list-item]
 
-        def get(self, request: Request) -> Response:
+        def get(self, request: ConnectedAPIRequest) -> Response:
             return Response({"scopes": request.user.cloudsync.scopes})
 
     class Untouched(DRFView):

@@ -4,7 +4,7 @@ failed flow must not leave behind."""
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypedDict
 from urllib.parse import parse_qs, urlsplit
 
 from allauth.socialaccount.models import SocialAccount
@@ -22,6 +22,17 @@ RESPONSE_LIMIT = 16 * 1024
 JSON_HEADERS = [("Content-Type", "application/json")]
 #: JSON far deeper than Python's recursion limit, and far below ``RESPONSE_LIMIT``.
 NESTED_JSON = b"[" * 5000
+
+
+class RequestHeaders(TypedDict, total=False):
+    """The request headers the tests send, as WSGI environ keys for Django's test ``Client`` and
+    ``RequestFactory`` (``client.get(url, **headers)``). A TypedDict rather than ``dict[str, str]``:
+    unpacked, a plain dict could be any of the client's own keyword arguments (``follow``,
+    ``headers``, ``secure``) as far as mypy knows; these names can only be environ extras."""
+
+    HTTP_ACCEPT: str
+    HTTP_AUTHORIZATION: str
+    HTTP_X_SESSION_TOKEN: str
 
 
 def signed_in(client: Any, *, user_id: str | None = None, **kwargs: Any) -> CloudSyncToken:

@@ -17,8 +17,9 @@ from django.test import Client
 from rest_framework.authtoken.models import Token
 
 from django_cloudsync.models import CloudSyncToken
+from django_cloudsync.testing.flow import app_authorization
 from tests.api_contract import *  # noqa: F403 - the shared tests run here with DRF's `api`
-from tests.api_contract import API, app_authorization, app_session_token, password_user_token
+from tests.api_contract import API, app_session_token, password_user_token
 
 pytestmark = pytest.mark.django_db
 

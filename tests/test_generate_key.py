@@ -13,12 +13,13 @@ from django.core.checks import run_checks
 from django.core.management import ManagementUtility
 
 from django_cloudsync.crypto import parse_key
+from tests.test_checks import ids
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def cloudsync_check_ids() -> list[str]:
-    return [message.id for message in run_checks() if (message.id or "").startswith("django_cloudsync.")]
+    return ids(run_checks())
 
 
 @pytest.mark.parametrize("keys", [None, [], ["not a key"]])

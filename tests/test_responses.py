@@ -17,10 +17,11 @@ from django.test import Client, RequestFactory
 from django_cloudsync import errors, responses
 from django_cloudsync.models import CloudSyncToken
 from django_cloudsync.testing.flow import consent, sign_in
+from tests.helpers import RequestHeaders
 
 pytestmark = pytest.mark.django_db
 
-JSON = {"HTTP_ACCEPT": "application/json"}
+JSON: RequestHeaders = {"HTTP_ACCEPT": "application/json"}
 REDIRECT_URL = "/_allauth/browser/v1/auth/provider/redirect"
 
 
@@ -75,7 +76,7 @@ def test_prefers_json_reads_the_accept_header(accept: str, expected: bool) -> No
         ({"HTTP_AUTHORIZATION": "Token anything", "HTTP_ACCEPT": "application/json"}, "app"),
     ],
 )
-def test_the_client_is_read_from_the_request(headers: dict[str, str], client: str | None) -> None:
+def test_the_client_is_read_from_the_request(headers: RequestHeaders, client: str | None) -> None:
     assert responses.headless_client(RequestFactory().get("/", **headers)) == client
 
 

@@ -235,7 +235,7 @@ def refresh_in_another_worker(token: CloudSyncToken, outcome: dict[str, Any]) ->
     assert not worker.is_alive()
 
 
-def before_first_write(action: Callable[[], None]) -> Callable[..., Any]:
+def before_first_write(action: Callable[[], object]) -> Callable[..., Any]:
     """A database execute wrapper on the command's connection: runs ``action`` once, just
     before the command's first write (after it read the row, before its compare-and-swap)."""
     done = False
@@ -316,7 +316,7 @@ def test_a_refresh_by_a_worker_still_on_the_old_key_is_re_encrypted_after_it(
     assert {pk: pair for pk, pair in readable_tokens().items() if pk != token.pk} == others
 
 
-def before_each_write(action: Callable[[], None]) -> Callable[..., Any]:
+def before_each_write(action: Callable[[], object]) -> Callable[..., Any]:
     """A database execute wrapper: runs ``action`` (on the same connection, inside the batch's
     transaction) just before each of the command's ciphertext UPDATEs."""
     acting = False

@@ -68,7 +68,7 @@ def consent_url(request: HttpRequest, scopes: Iterable[str], *, next_url: str | 
     (which would only send the user here again).
     """
     next_url = safe_next(request, next_url)
-    back = _local_path(safe_next(request, request.META.get("HTTP_REFERER")))
+    back = _local_path(safe_next(request, request.headers.get("referer")))
     return _page_url(scopes, next_url=next_url, back=back if back != next_url else None)
 
 

@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from django_cloudsync import responses
 from django_cloudsync.testing.flow import sign_in
+from tests.helpers import RequestHeaders
 from tests.hostile.strategies import HOSTILE
 
 pytestmark = pytest.mark.django_db
@@ -52,7 +53,7 @@ def test_api_endpoints_answer_bad_credentials_with_a_4xx_json(
     endpoint: str, fake: Any, session_token: str | None, authorization: str | None, accept: str, scope: str
 ) -> None:
     pytest.importorskip("rest_framework" if "drf" in endpoint else "ninja")
-    headers = {"HTTP_ACCEPT": accept}
+    headers: RequestHeaders = {"HTTP_ACCEPT": accept}
     if session_token is not None:
         headers["HTTP_X_SESSION_TOKEN"] = session_token
     if authorization is not None:
@@ -91,7 +92,7 @@ def test_the_spas_connect_takes_scope_names_or_answers_400(signed_in_client: Cli
 @HOSTILE
 @given(accept=header_values, session_token=st.none() | header_values)
 def test_choosing_json_never_fails(accept: str, session_token: str | None) -> None:
-    headers = {"HTTP_ACCEPT": accept}
+    headers: RequestHeaders = {"HTTP_ACCEPT": accept}
     if session_token is not None:
         headers["HTTP_X_SESSION_TOKEN"] = session_token
     request = RequestFactory().get("/", **headers)
