@@ -9,12 +9,14 @@ import base64
 import hashlib
 import io
 import secrets
+import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from html.parser import HTMLParser
 from http.client import HTTPConnection, HTTPResponse
 from typing import Any
@@ -26,7 +28,15 @@ import requests
 
 from django_cloudsync import dialect
 from django_cloudsync.testing import FakeCloudSync, FakeCloudSyncServer, FakeUser, mount
-from django_cloudsync.testing.fake import DRIP_CHUNK_BYTES, GZIP_BOMB_BYTES, MAX_BODY_BYTES, MAX_DELAY
+from django_cloudsync.testing import __main__ as standalone
+from django_cloudsync.testing.fake import (
+    DRIP_CHUNK_BYTES,
+    GZIP_BOMB_BYTES,
+    MAX_BODY_BYTES,
+    MAX_DELAY,
+    Environ,
+    StartResponse,
+)
 
 REDIRECT_URI = "http://app.test/accounts/cloudsync/login/callback/"
 CLIENT_ID = "fake-client-id"
@@ -923,6 +933,15 @@ def test_an_unknown_api_path_is_not_found(
     assert cloudsync_fake.api_calls_by_path == {"/v1/files": 1}
 
 
+def test_an_api_path_answers_only_its_methods(http: requests.Session, url: str) -> None:
+    token = sign_in(http, url)["access_token"]
+
+    response = call(http, url, dialect.ME_PATH, token, "PATCH", json={"name": "Ada"})
+
+    assert (response.status_code, response.json()) == (405, {"error": "method_not_allowed"})
+    assert response.headers["Allow"] == "GET"
+
+
 # --------------------------------------------------------------------------- faults
 
 
@@ -1363,6 +1382,150 @@ def test_a_server_serves_the_fake_it_was_given_and_says_nothing(capfd: pytest.Ca
     assert "super-secret" not in repr(fake)
 
 
+def raw_exchange(server: FakeCloudSyncServer, request: bytes) -> bytes:
+    """Send ``request`` as is and read until the server closes the connection (bounded by a
+    timeout that only a server keeping the connection open reaches: the test then fails)."""
+    with socket.create_connection((server.host, server.port), timeout=2) as connection:
+        connection.sendall(request)
+        received = b""
+        while chunk := connection.recv(65536):
+            received += chunk
+    return received
+
+
+@pytest.mark.parametrize(
+    ("headers", "status"),
+    [
+        pytest.param(b"Transfer-Encoding: chunked\r\n", b"411", id="chunked"),
+        pytest.param(b"Content-Length: many\r\n", b"400", id="not a number"),
+        pytest.param(b"Content-Length: -5\r\n", b"400", id="negative"),
+        pytest.param(f"Content-Length: {MAX_BODY_BYTES + 1}\r\n".encode(), b"413", id="too large"),
+    ],
+)
+def test_a_request_body_the_server_cannot_read_is_refused_and_the_connection_closed(
+    cloudsync_server: FakeCloudSyncServer, cloudsync_fake: FakeCloudSync, headers: bytes, status: bytes
+) -> None:
+    request = b"POST /oauth/token HTTP/1.1\r\nHost: fake\r\nContent-Type: application/json\r\n" + headers
+
+    answer = raw_exchange(cloudsync_server, request + b"\r\n{}")
+
+    assert answer.startswith(b"HTTP/1.1 " + status + b" ")
+    assert b"\r\nConnection: close\r\n" in answer
+    assert cloudsync_fake.counters["token_requests"] == 0
+
+
+class MisbehavingFake(FakeCloudSync):
+    """A fake whose answer is whatever ``answer`` does: to see the server cope with an app that
+    breaks the WSGI promises the real fake keeps."""
+
+    def __init__(self, answer: Callable[[StartResponse], Iterable[bytes]]) -> None:
+        super().__init__()
+        self.answer = answer
+
+    def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+        return self.answer(start_response)
+
+
+def chunks_of(
+    declared: str | None, chunks: Callable[[], Iterable[bytes]]
+) -> Callable[[StartResponse], Iterable[bytes]]:
+    """Each answer: ``Content-Length: declared`` (or none), then a new iterable from ``chunks``."""
+
+    def answer(start_response: StartResponse) -> Iterable[bytes]:
+        length = [] if declared is None else [("Content-Length", declared)]
+        start_response("200 OK", [("Content-Type", "text/plain"), *length])
+        return chunks()
+
+    return answer
+
+
+def streamed(*chunks: bytes) -> Iterator[bytes]:
+    yield from chunks
+
+
+@pytest.mark.parametrize(
+    ("answer", "body"),
+    [
+        pytest.param(chunks_of("5", lambda: streamed(b"abc", b"defgh")), b"abc", id="longer than declared"),
+        pytest.param(chunks_of("10", lambda: iter([b"abc"])), b"abc", id="shorter than declared"),
+    ],
+)
+def test_a_streamed_body_unlike_its_content_length_closes_the_connection(
+    answer: Callable[[StartResponse], Iterable[bytes]], body: bytes
+) -> None:
+    with FakeCloudSyncServer(MisbehavingFake(answer)) as server:
+        received = raw_exchange(server, b"GET /v1/me HTTP/1.1\r\nHost: fake\r\n\r\n")
+
+    assert received.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert received.endswith(b"\r\n\r\n" + body)  # never a byte past the length announced
+
+
+@pytest.mark.parametrize("declared", [None, "many"])
+def test_a_body_without_a_usable_content_length_is_joined_and_measured(declared: str | None) -> None:
+    with (
+        FakeCloudSyncServer(MisbehavingFake(chunks_of(declared, lambda: streamed(b"ab", b"cd")))) as server,
+        requests.Session() as session,
+    ):
+        answers = [session.get(server.url + dialect.ME_PATH, timeout=2) for _ in range(2)]
+
+    assert [(a.status_code, a.content, a.headers["Content-Length"]) for a in answers] == [
+        (200, b"abcd", "4")
+    ] * 2
+    assert server.fake.counters["connections"] == 1  # kept alive: the length was right
+
+
+def test_an_exception_in_the_app_is_a_500_and_one_line_without_its_message(
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    def answer(start_response: StartResponse) -> Iterable[bytes]:
+        raise RuntimeError("rt_test_secret")
+
+    with FakeCloudSyncServer(MisbehavingFake(answer)) as server, requests.Session() as session:
+        response = session.get(server.url + dialect.ME_PATH, timeout=2)
+
+    assert (response.status_code, response.json()) == (500, {"error": "server_error"})
+    err = capfd.readouterr().err
+    assert err.startswith("fake CloudSync: RuntimeError at ")
+    assert err.count("\n") == 1
+    assert "rt_test_secret" not in err
+
+
+def test_an_answer_http_cannot_carry_drops_the_connection_with_one_line(
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    def answer(start_response: StartResponse) -> Iterable[bytes]:
+        start_response("200 OK", [("X-Wide", "\u20ac")])
+        return [b""]
+
+    with (
+        FakeCloudSyncServer(MisbehavingFake(answer)) as server,
+        requests.Session() as session,
+        pytest.raises(requests.exceptions.ConnectionError),
+    ):
+        session.get(server.url + dialect.ME_PATH, timeout=2)
+
+    assert capfd.readouterr().err == "fake CloudSync: UnicodeEncodeError while serving a connection\n"
+
+
+def test_a_server_has_a_url_once_started_and_starts_once() -> None:
+    server = FakeCloudSyncServer()
+    with pytest.raises(RuntimeError, match="no port until it is started"):
+        server.url  # noqa: B018 - the property is the point
+    assert repr(server) == "<FakeCloudSyncServer stopped>"
+
+    server.start()
+    try:
+        assert repr(server) == f"<FakeCloudSyncServer {server.url}>"
+        with pytest.raises(RuntimeError, match="already started"):
+            server.start()
+        with server, requests.Session() as session:  # entering a started server keeps it
+            assert session.get(server.url + dialect.ME_PATH, timeout=2).status_code == 401
+        assert repr(server) == "<FakeCloudSyncServer stopped>"  # leaving it stops it
+    finally:
+        server.stop()
+    assert server.fake.counters["connections"] == 1
+
+
 def test_the_fake_runs_as_its_own_process() -> None:
     with subprocess.Popen(  # leaving the block closes the pipe
         [sys.executable, "-m", "django_cloudsync.testing", "--port", "0", "--token-lifetime", "7"],
@@ -1378,6 +1541,30 @@ def test_the_fake_runs_as_its_own_process() -> None:
         finally:
             process.terminate()
             assert process.wait(timeout=5) == 0
+
+
+def test_the_standalone_fake_stops_on_ctrl_c() -> None:
+    with subprocess.Popen(
+        [sys.executable, "-m", "django_cloudsync.testing", "--port", "0"], stdout=subprocess.PIPE, text=True
+    ) as process:
+        try:
+            assert process.stdout is not None
+            base = process.stdout.readline().split()[4]
+            assert requests.get(base + "/_fake/counters", timeout=2).ok
+            process.send_signal(signal.SIGINT)
+            assert process.wait(timeout=5) == 0
+        finally:
+            process.kill()  # a no-op once it has exited
+    with pytest.raises(requests.exceptions.ConnectionError):
+        requests.get(base + "/_fake/counters", timeout=2)
+
+
+def test_the_standalone_fake_refuses_a_negative_token_lifetime(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        standalone.main(["--port", "0", "--token-lifetime", "-1"])
+
+    assert exited.value.code == 2
+    assert "--token-lifetime must not be negative" in capsys.readouterr().err
 
 
 def test_the_standalone_fake_refuses_a_public_host() -> None:
