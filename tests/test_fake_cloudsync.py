@@ -9,12 +9,14 @@ import base64
 import hashlib
 import io
 import secrets
+import signal
+import socket
 import subprocess
 import sys
 import threading
 import time
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from html.parser import HTMLParser
 from http.client import HTTPConnection, HTTPResponse
 from typing import Any
@@ -26,7 +28,15 @@ import requests
 
 from django_cloudsync import dialect
 from django_cloudsync.testing import FakeCloudSync, FakeCloudSyncServer, FakeUser, mount
-from django_cloudsync.testing.fake import DRIP_CHUNK_BYTES, GZIP_BOMB_BYTES, MAX_DELAY
+from django_cloudsync.testing import __main__ as standalone
+from django_cloudsync.testing.fake import (
+    DRIP_CHUNK_BYTES,
+    GZIP_BOMB_BYTES,
+    MAX_BODY_BYTES,
+    MAX_DELAY,
+    Environ,
+    StartResponse,
+)
 
 REDIRECT_URI = "http://app.test/accounts/cloudsync/login/callback/"
 CLIENT_ID = "fake-client-id"
@@ -263,6 +273,40 @@ def test_an_untrustworthy_client_or_redirect_uri_gets_an_error_page_not_a_redire
     assert cloudsync_fake.counters["authorize"] == 0
 
 
+def test_a_request_without_scopes_asks_only_for_the_account(http: requests.Session, url: str) -> None:
+    response = http.get(url + dialect.AUTHORIZE_PATH, params=authorize_params(scope=None))
+
+    assert response.status_code == 200
+    assert "Only your account id, name and email." in response.text
+    assert "<ul>" not in response.text
+
+
+def test_the_authorize_endpoint_answers_only_get_and_post(http: requests.Session, url: str) -> None:
+    response = http.put(url + dialect.AUTHORIZE_PATH, params=authorize_params())
+
+    assert response.status_code == 405
+    assert response.headers["Allow"] == "GET, POST"
+    assert response.headers["Content-Type"] == "text/html; charset=utf-8"
+
+
+def test_a_redirect_uri_that_is_not_ascii_gets_an_error_page(
+    http: requests.Session, url: str, cloudsync_fake: FakeCloudSync
+) -> None:
+    # RFC 3986 URIs are ASCII, and HTTP/1.1 could not carry this one back in a Location header.
+    redirect_uri = "http://app.test/callback/\u20ac"
+
+    response = http.get(url + dialect.AUTHORIZE_PATH, params=authorize_params(redirect_uri=redirect_uri))
+    posted = http.post(
+        url + dialect.AUTHORIZE_PATH,
+        data={**authorize_params(redirect_uri=redirect_uri), "decision": "allow"},
+        allow_redirects=False,
+    )
+
+    assert (response.status_code, posted.status_code) == (400, 400)
+    assert "Authorization error" in posted.text
+    assert cloudsync_fake.counters["authorize"] == 0
+
+
 @pytest.mark.parametrize(
     ("overrides", "error"),
     [
@@ -274,6 +318,12 @@ def test_an_untrustworthy_client_or_redirect_uri_gets_an_error_page_not_a_redire
             id="plain PKCE",
         ),
         pytest.param({"code_challenge": pkce_pair()[1]}, dialect.INVALID_REQUEST, id="PKCE without method"),
+        pytest.param(
+            {"code_challenge": "too-short", "code_challenge_method": "S256"},
+            dialect.INVALID_REQUEST,
+            id="malformed PKCE challenge",
+        ),
+        pytest.param({"response_type": None}, dialect.INVALID_REQUEST, id="no response_type"),
     ],
 )
 def test_a_bad_authorization_request_is_redirected_back_with_an_error(
@@ -287,6 +337,31 @@ def test_a_bad_authorization_request_is_redirected_back_with_an_error(
     assert params["error"] == error
     assert params["state"] == "st-123"
     assert "code" not in params
+
+
+def test_a_bad_authorization_request_without_state_is_redirected_back_without_one(
+    http: requests.Session, url: str
+) -> None:
+    response = http.get(
+        url + dialect.AUTHORIZE_PATH,
+        params=authorize_params(state=None, response_type="token"),
+        allow_redirects=False,
+    )
+
+    params = callback_params(response)
+    assert params["error"] == "unsupported_response_type"
+    assert "state" not in params
+
+
+def test_a_repeated_parameter_is_redirected_back_as_invalid_request(http: requests.Session, url: str) -> None:
+    query = urlencode({**authorize_params(), "scope": "files:read"}) + "&scope=files%3Awrite&state=st-2"
+
+    response = http.get(url + dialect.AUTHORIZE_PATH + "?" + query, allow_redirects=False)
+
+    params = callback_params(response)
+    assert params["error"] == dialect.INVALID_REQUEST
+    assert params["error_description"] == "Repeated parameters: scope, state."
+    assert params["state"] == "st-123"  # the first one
 
 
 # --------------------------------------------------------------------------- the code flow
@@ -361,12 +436,48 @@ def test_the_code_is_added_to_a_redirect_uri_that_has_a_query(http: requests.Ses
     assert exchange(http, url, params["code"], redirect_uri=redirect_uri).status_code == 200
 
 
+@pytest.mark.parametrize("redirect_uri", [REDIRECT_URI + "?", REDIRECT_URI + "?next=%2Fhome&"])
+def test_the_code_follows_a_redirect_uri_that_ends_its_query_with_a_separator(
+    http: requests.Session, url: str, redirect_uri: str
+) -> None:
+    page = consent(http, url, redirect_uri=redirect_uri)
+    answer = http.post(url + page.action, data={**page.hidden, "decision": "allow"}, allow_redirects=False)
+
+    location = answer.headers["Location"]
+    assert location.startswith(redirect_uri + "code=")
+    code = parse_qs(urlsplit(location).query)["code"][0]
+    assert exchange(http, url, code, redirect_uri=redirect_uri).status_code == 200
+
+
 def test_deny_redirects_with_access_denied(http: requests.Session, url: str) -> None:
     params = decide(http, url, decision="deny")
 
     assert params["error"] == dialect.ACCESS_DENIED
     assert params["state"] == "st-123"
     assert "code" not in params
+
+
+@pytest.mark.parametrize(
+    ("form", "message"),
+    [
+        pytest.param(
+            {"decision": "allow", "client_id": None}, "Unknown or missing client_id.", id="no client"
+        ),
+        pytest.param({"decision": "maybe"}, "Choose Allow or Deny.", id="no decision"),
+        pytest.param({"decision": "allow", "user": "usr_nobody"}, "Unknown user.", id="unknown user"),
+    ],
+)
+def test_a_consent_form_that_cannot_be_answered_gets_an_error_page(
+    http: requests.Session, url: str, cloudsync_fake: FakeCloudSync, form: dict[str, str | None], message: str
+) -> None:
+    data = {name: value for name, value in {**authorize_params(), **form}.items() if value is not None}
+
+    response = http.post(url + dialect.AUTHORIZE_PATH, data=data, allow_redirects=False)
+
+    assert response.status_code == 400
+    assert "Location" not in response.headers
+    assert message in response.text
+    assert cloudsync_fake.counters["code_exchanges"] == 0
 
 
 def test_the_consent_page_signs_in_as_the_chosen_user(
@@ -513,7 +624,77 @@ def test_other_grant_types_are_unsupported(http: requests.Session, url: str, gra
     assert_oauth_error(token_request(http, url, grant_type=grant_type), 400, "unsupported_grant_type")
 
 
+@pytest.mark.parametrize(
+    "body",
+    [
+        pytest.param(b'{"grant_type": "refresh_token"', id="truncated JSON"),
+        pytest.param(b'{"grant_type": "\xff"}', id="not UTF-8"),
+        pytest.param(b'["grant_type", "refresh_token"]', id="not an object"),
+    ],
+)
+def test_a_token_request_that_is_not_a_json_object_is_invalid_request(
+    http: requests.Session, url: str, cloudsync_fake: FakeCloudSync, body: bytes
+) -> None:
+    response = http.post(url + dialect.TOKEN_PATH, data=body, headers={"Content-Type": "application/json"})
+
+    assert_oauth_error(response, 400, dialect.INVALID_REQUEST)
+    assert cloudsync_fake.last_token_request is None
+    assert cloudsync_fake.counters["token_requests"] == 1
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        pytest.param({}, id="no grant_type"),
+        pytest.param({"grant_type": "authorization_code", "redirect_uri": REDIRECT_URI}, id="no code"),
+        pytest.param({"grant_type": "refresh_token", "refresh_token": ""}, id="no refresh_token"),
+    ],
+)
+def test_a_token_request_missing_a_field_is_invalid_request(
+    http: requests.Session, url: str, cloudsync_fake: FakeCloudSync, fields: dict[str, str]
+) -> None:
+    assert_oauth_error(token_request(http, url, **fields), 400, dialect.INVALID_REQUEST)
+    assert cloudsync_fake.counters["invalid_grants"] == 0
+
+
+def test_the_token_endpoint_answers_only_post(http: requests.Session, url: str) -> None:
+    response = http.get(url + dialect.TOKEN_PATH)
+
+    assert_oauth_error(response, 405, dialect.INVALID_REQUEST)
+    assert response.headers["Allow"] == "POST"
+
+
 # --------------------------------------------------------------------------- refreshing
+
+
+def test_a_refresh_may_narrow_the_granted_scope_but_not_widen_it(
+    http: requests.Session, url: str, cloudsync_fake: FakeCloudSync
+) -> None:
+    tokens = sign_in(http, url, scope="workspaces:read workspaces:write offline_access")
+
+    wider = token_request(
+        http, url, grant_type="refresh_token", refresh_token=tokens["refresh_token"], scope="files:read"
+    )
+    not_a_string = token_request(
+        http,
+        url,
+        grant_type="refresh_token",
+        refresh_token=tokens["refresh_token"],
+        scope=["workspaces:read"],
+    )
+    narrower = token_request(
+        http, url, grant_type="refresh_token", refresh_token=tokens["refresh_token"], scope="workspaces:read"
+    )
+
+    assert_oauth_error(wider, 400, "invalid_scope")
+    assert_oauth_error(not_a_string, 400, "invalid_scope")
+    assert narrower.status_code == 200, narrower.text
+    assert narrower.json()["scope"] == "workspaces:read"
+    created = call(
+        http, url, dialect.WORKSPACES_PATH, narrower.json()["access_token"], "POST", json={"name": "x"}
+    )
+    assert created.status_code == 403
+    assert cloudsync_fake.counters["refreshes"] == 1
 
 
 def test_a_refresh_rotates_the_refresh_token_and_the_old_one_is_then_dead(
@@ -750,6 +931,15 @@ def test_an_unknown_api_path_is_not_found(
 
     assert (response.status_code, response.json()) == (404, {"error": "not_found"})
     assert cloudsync_fake.api_calls_by_path == {"/v1/files": 1}
+
+
+def test_an_api_path_answers_only_its_methods(http: requests.Session, url: str) -> None:
+    token = sign_in(http, url)["access_token"]
+
+    response = call(http, url, dialect.ME_PATH, token, "PATCH", json={"name": "Ada"})
+
+    assert (response.status_code, response.json()) == (405, {"error": "method_not_allowed"})
+    assert response.headers["Allow"] == "GET"
 
 
 # --------------------------------------------------------------------------- faults
@@ -1192,6 +1382,150 @@ def test_a_server_serves_the_fake_it_was_given_and_says_nothing(capfd: pytest.Ca
     assert "super-secret" not in repr(fake)
 
 
+def raw_exchange(server: FakeCloudSyncServer, request: bytes) -> bytes:
+    """Send ``request`` as is and read until the server closes the connection (bounded by a
+    timeout that only a server keeping the connection open reaches: the test then fails)."""
+    with socket.create_connection((server.host, server.port), timeout=2) as connection:
+        connection.sendall(request)
+        received = b""
+        while chunk := connection.recv(65536):
+            received += chunk
+    return received
+
+
+@pytest.mark.parametrize(
+    ("headers", "status"),
+    [
+        pytest.param(b"Transfer-Encoding: chunked\r\n", b"411", id="chunked"),
+        pytest.param(b"Content-Length: many\r\n", b"400", id="not a number"),
+        pytest.param(b"Content-Length: -5\r\n", b"400", id="negative"),
+        pytest.param(f"Content-Length: {MAX_BODY_BYTES + 1}\r\n".encode(), b"413", id="too large"),
+    ],
+)
+def test_a_request_body_the_server_cannot_read_is_refused_and_the_connection_closed(
+    cloudsync_server: FakeCloudSyncServer, cloudsync_fake: FakeCloudSync, headers: bytes, status: bytes
+) -> None:
+    request = b"POST /oauth/token HTTP/1.1\r\nHost: fake\r\nContent-Type: application/json\r\n" + headers
+
+    answer = raw_exchange(cloudsync_server, request + b"\r\n{}")
+
+    assert answer.startswith(b"HTTP/1.1 " + status + b" ")
+    assert b"\r\nConnection: close\r\n" in answer
+    assert cloudsync_fake.counters["token_requests"] == 0
+
+
+class MisbehavingFake(FakeCloudSync):
+    """A fake whose answer is whatever ``answer`` does: to see the server cope with an app that
+    breaks the WSGI promises the real fake keeps."""
+
+    def __init__(self, answer: Callable[[StartResponse], Iterable[bytes]]) -> None:
+        super().__init__()
+        self.answer = answer
+
+    def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
+        return self.answer(start_response)
+
+
+def chunks_of(
+    declared: str | None, chunks: Callable[[], Iterable[bytes]]
+) -> Callable[[StartResponse], Iterable[bytes]]:
+    """Each answer: ``Content-Length: declared`` (or none), then a new iterable from ``chunks``."""
+
+    def answer(start_response: StartResponse) -> Iterable[bytes]:
+        length = [] if declared is None else [("Content-Length", declared)]
+        start_response("200 OK", [("Content-Type", "text/plain"), *length])
+        return chunks()
+
+    return answer
+
+
+def streamed(*chunks: bytes) -> Iterator[bytes]:
+    yield from chunks
+
+
+@pytest.mark.parametrize(
+    ("answer", "body"),
+    [
+        pytest.param(chunks_of("5", lambda: streamed(b"abc", b"defgh")), b"abc", id="longer than declared"),
+        pytest.param(chunks_of("10", lambda: iter([b"abc"])), b"abc", id="shorter than declared"),
+    ],
+)
+def test_a_streamed_body_unlike_its_content_length_closes_the_connection(
+    answer: Callable[[StartResponse], Iterable[bytes]], body: bytes
+) -> None:
+    with FakeCloudSyncServer(MisbehavingFake(answer)) as server:
+        received = raw_exchange(server, b"GET /v1/me HTTP/1.1\r\nHost: fake\r\n\r\n")
+
+    assert received.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert received.endswith(b"\r\n\r\n" + body)  # never a byte past the length announced
+
+
+@pytest.mark.parametrize("declared", [None, "many"])
+def test_a_body_without_a_usable_content_length_is_joined_and_measured(declared: str | None) -> None:
+    with (
+        FakeCloudSyncServer(MisbehavingFake(chunks_of(declared, lambda: streamed(b"ab", b"cd")))) as server,
+        requests.Session() as session,
+    ):
+        answers = [session.get(server.url + dialect.ME_PATH, timeout=2) for _ in range(2)]
+
+    assert [(a.status_code, a.content, a.headers["Content-Length"]) for a in answers] == [
+        (200, b"abcd", "4")
+    ] * 2
+    assert server.fake.counters["connections"] == 1  # kept alive: the length was right
+
+
+def test_an_exception_in_the_app_is_a_500_and_one_line_without_its_message(
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    def answer(start_response: StartResponse) -> Iterable[bytes]:
+        raise RuntimeError("rt_test_secret")
+
+    with FakeCloudSyncServer(MisbehavingFake(answer)) as server, requests.Session() as session:
+        response = session.get(server.url + dialect.ME_PATH, timeout=2)
+
+    assert (response.status_code, response.json()) == (500, {"error": "server_error"})
+    err = capfd.readouterr().err
+    assert err.startswith("fake CloudSync: RuntimeError at ")
+    assert err.count("\n") == 1
+    assert "rt_test_secret" not in err
+
+
+def test_an_answer_http_cannot_carry_drops_the_connection_with_one_line(
+    capfd: pytest.CaptureFixture[str],
+) -> None:
+    def answer(start_response: StartResponse) -> Iterable[bytes]:
+        start_response("200 OK", [("X-Wide", "\u20ac")])
+        return [b""]
+
+    with (
+        FakeCloudSyncServer(MisbehavingFake(answer)) as server,
+        requests.Session() as session,
+        pytest.raises(requests.exceptions.ConnectionError),
+    ):
+        session.get(server.url + dialect.ME_PATH, timeout=2)
+
+    assert capfd.readouterr().err == "fake CloudSync: UnicodeEncodeError while serving a connection\n"
+
+
+def test_a_server_has_a_url_once_started_and_starts_once() -> None:
+    server = FakeCloudSyncServer()
+    with pytest.raises(RuntimeError, match="no port until it is started"):
+        server.url  # noqa: B018 - the property is the point
+    assert repr(server) == "<FakeCloudSyncServer stopped>"
+
+    server.start()
+    try:
+        assert repr(server) == f"<FakeCloudSyncServer {server.url}>"
+        with pytest.raises(RuntimeError, match="already started"):
+            server.start()
+        with server, requests.Session() as session:  # entering a started server keeps it
+            assert session.get(server.url + dialect.ME_PATH, timeout=2).status_code == 401
+        assert repr(server) == "<FakeCloudSyncServer stopped>"  # leaving it stops it
+    finally:
+        server.stop()
+    assert server.fake.counters["connections"] == 1
+
+
 def test_the_fake_runs_as_its_own_process() -> None:
     with subprocess.Popen(  # leaving the block closes the pipe
         [sys.executable, "-m", "django_cloudsync.testing", "--port", "0", "--token-lifetime", "7"],
@@ -1207,6 +1541,30 @@ def test_the_fake_runs_as_its_own_process() -> None:
         finally:
             process.terminate()
             assert process.wait(timeout=5) == 0
+
+
+def test_the_standalone_fake_stops_on_ctrl_c() -> None:
+    with subprocess.Popen(
+        [sys.executable, "-m", "django_cloudsync.testing", "--port", "0"], stdout=subprocess.PIPE, text=True
+    ) as process:
+        try:
+            assert process.stdout is not None
+            base = process.stdout.readline().split()[4]
+            assert requests.get(base + "/_fake/counters", timeout=2).ok
+            process.send_signal(signal.SIGINT)
+            assert process.wait(timeout=5) == 0
+        finally:
+            process.kill()  # a no-op once it has exited
+    with pytest.raises(requests.exceptions.ConnectionError):
+        requests.get(base + "/_fake/counters", timeout=2)
+
+
+def test_the_standalone_fake_refuses_a_negative_token_lifetime(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        standalone.main(["--port", "0", "--token-lifetime", "-1"])
+
+    assert exited.value.code == 2
+    assert "--token-lifetime must not be negative" in capsys.readouterr().err
 
 
 def test_the_standalone_fake_refuses_a_public_host() -> None:
@@ -1261,6 +1619,36 @@ def test_mount_sends_the_prefix_to_the_fake_and_the_rest_to_django() -> None:
     status, headers, _ = run_wsgi(app, "GET", "/fake-cloudsync/v1/me")
     assert status == "401 Unauthorized"
     assert headers["WWW-Authenticate"] == 'Bearer error="invalid_token"'
+
+
+def test_mount_needs_a_prefix() -> None:
+    with pytest.raises(ValueError, match="non-empty prefix"):
+        mount(django_stand_in, FakeCloudSync(), prefix="/")
+
+
+@pytest.mark.parametrize(
+    ("content_length", "status"),
+    [("many", "400 Bad Request"), (str(MAX_BODY_BYTES + 1), "413 Request Entity Too Large")],
+)
+def test_a_mounted_fake_reads_no_body_it_cannot_trust(content_length: str, status: str) -> None:
+    fake = FakeCloudSync()
+    app = mount(django_stand_in, fake)
+    environ: dict[str, Any] = {
+        "REQUEST_METHOD": "POST",
+        "PATH_INFO": "/fake-cloudsync/oauth/token",
+        "CONTENT_TYPE": "application/json",
+        "CONTENT_LENGTH": content_length,
+        "wsgi.input": io.BytesIO(b'{"grant_type": "refresh_token"}'),
+    }
+    setup_testing_defaults(environ)
+    captured: list[str] = []
+
+    body = b"".join(app(environ, lambda status, headers, exc_info=None: captured.append(status)))
+
+    assert captured == [status]
+    assert environ["wsgi.input"].tell() == 0  # not a byte read
+    assert fake.counters["refresh_attempts"] == 0
+    assert b"invalid_request" in body
 
 
 def test_a_mounted_fake_runs_the_whole_flow_under_its_prefix() -> None:
@@ -1372,11 +1760,103 @@ def test_a_bad_control_request_changes_nothing(
     assert cloudsync_fake.client_secret == CLIENT_SECRET
 
 
-def test_a_bad_fault_request_is_refused(http: requests.Session, url: str) -> None:
-    response = http.post(url + "/_fake/faults", json={"endpoint": "token", "kind": "teapot"})
+@pytest.mark.parametrize(
+    "payload",
+    [
+        pytest.param({"endpoint": "token", "kind": "teapot"}, id="unknown kind"),
+        pytest.param({"kind": "server_error"}, id="no endpoint"),
+        pytest.param({"endpoint": "token"}, id="no kind"),
+        pytest.param({"endpoint": "token", "kind": "rate_limited", "retry_after": 1.5}, id="odd retry_after"),
+    ],
+)
+def test_a_bad_fault_request_is_refused(
+    http: requests.Session, url: str, cloudsync_fake: FakeCloudSync, payload: dict[str, Any]
+) -> None:
+    response = http.post(url + "/_fake/faults", json=payload)
 
-    assert response.status_code == 400
+    assert_oauth_error(response, 400, dialect.INVALID_REQUEST)
+    assert token_request(http, url, grant_type="refresh_token", refresh_token="rt_test_x").status_code == 400
+    assert cloudsync_fake.counters["faults_injected"] == 0
     assert http.delete(url + "/_fake/faults").json() == {"ok": True}
+
+
+def test_a_fault_set_always_over_http_lasts_until_cleared(
+    http: requests.Session, url: str, cloudsync_fake: FakeCloudSync
+) -> None:
+    setting = {"endpoint": "me", "kind": "rate_limited", "always": True, "retry_after": 7}
+    assert http.post(url + "/_fake/faults", json=setting).json() == {"ok": True}
+
+    answers = [http.get(url + dialect.ME_PATH) for _ in range(3)]
+    assert [(a.status_code, a.headers["Retry-After"]) for a in answers] == [(429, "7")] * 3
+    http.delete(url + "/_fake/faults")
+    assert http.get(url + dialect.ME_PATH).status_code == 401
+    assert cloudsync_fake.counters["faults_injected"] == 3
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status", "allow"),
+    [
+        ("GET", "/_fake/reset", 405, "POST"),
+        ("PUT", "/_fake/faults", 405, "POST, DELETE"),
+        ("POST", "/_fake/counters", 405, "GET"),
+        ("GET", "/_fake/nothing", 404, None),
+    ],
+)
+def test_a_control_request_to_no_such_action_or_with_the_wrong_method_is_refused(
+    http: requests.Session, url: str, method: str, path: str, status: int, allow: str | None
+) -> None:
+    response = http.request(method, url + path)
+
+    assert response.status_code == status
+    assert response.json() == {"error": "method_not_allowed" if allow else "not_found"}
+    assert response.headers.get("Allow") == allow
+
+
+def test_a_control_request_whose_body_is_not_a_json_object_is_refused(
+    http: requests.Session, url: str, cloudsync_fake: FakeCloudSync
+) -> None:
+    response = http.post(url + "/_fake/config", data=b"[1]", headers={"Content-Type": "application/json"})
+
+    assert_oauth_error(response, 400, dialect.INVALID_REQUEST)
+    assert cloudsync_fake.config["token_lifetime"] == 3600
+
+
+def test_reset_over_http_keeps_config_and_users_unless_defaults_are_asked_for(
+    http: requests.Session, url: str, cloudsync_fake: FakeCloudSync
+) -> None:
+    cloudsync_fake.add_user("usr_grace")
+    cloudsync_fake.token_lifetime = 5
+
+    http.post(url + "/_fake/reset")
+    assert (len(cloudsync_fake.users), cloudsync_fake.token_lifetime) == (2, 5)
+    assert http.post(url + "/_fake/reset", json={"defaults": True}).json() == {"ok": True}
+    assert (len(cloudsync_fake.users), cloudsync_fake.token_lifetime) == (1, 3600)
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        pytest.param({"id": ""}, id="empty id"),
+        pytest.param({"id": "usr_x", "email": 1}, id="email not a string"),
+        pytest.param({"id": "usr_x", "name": ["x"]}, id="name not a string"),
+    ],
+)
+def test_a_bad_user_is_refused_by_the_control_endpoint(
+    http: requests.Session, url: str, cloudsync_fake: FakeCloudSync, payload: dict[str, Any]
+) -> None:
+    assert_oauth_error(http.post(url + "/_fake/users", json=payload), 400, dialect.INVALID_REQUEST)
+    assert [user.id for user in cloudsync_fake.users] == ["usr_ada"]
+
+
+def test_revoking_over_http_needs_a_user_id_that_is_a_string(
+    http: requests.Session, url: str, cloudsync_fake: FakeCloudSync
+) -> None:
+    tokens = cloudsync_fake.issue_tokens()
+
+    assert_oauth_error(http.post(url + "/_fake/revoke", json={"user_id": 1}), 400, dialect.INVALID_REQUEST)
+    assert call(http, url, dialect.ME_PATH, tokens["access_token"]).status_code == 200
+    assert http.post(url + "/_fake/revoke").json() == {"revoked": 1}
+    assert_invalid_token(call(http, url, dialect.ME_PATH, tokens["access_token"]))
 
 
 # --------------------------------------------------------------------------- the fixtures
@@ -1411,3 +1891,51 @@ def test_issue_tokens_skips_the_browser_for_tests_not_about_signing_in(
 
     assert "refresh_token" not in tokens
     assert call(http, url, dialect.WORKSPACES_PATH, tokens["access_token"]).status_code == 200
+
+
+def test_issue_tokens_refuses_an_unknown_scope_or_user(cloudsync_fake: FakeCloudSync) -> None:
+    with pytest.raises(ValueError, match="unknown scopes"):
+        cloudsync_fake.issue_tokens(scope="files:delete")
+    with pytest.raises(ValueError, match="unknown fake user"):
+        cloudsync_fake.issue_tokens("usr_nobody")
+
+    assert cloudsync_fake.counters["code_exchanges"] == 0
+
+
+def test_a_user_added_as_current_is_the_one_signed_in(
+    http: requests.Session, url: str, cloudsync_fake: FakeCloudSync
+) -> None:
+    cloudsync_fake.add_user("usr_grace", None, "Grace Hopper", current=True)
+    with pytest.raises(ValueError, match="unknown fake user"):
+        cloudsync_fake.current_user_id = "usr_nobody"
+
+    assert consent(http, url).selected_user == "usr_grace"
+    assert call(http, url, dialect.ME_PATH, sign_in(http, url)["access_token"]).json()["id"] == "usr_grace"
+
+
+def test_pruning_dead_records_every_thousand_tokens_changes_no_answer(
+    http: requests.Session, url: str, cloudsync_fake: FakeCloudSync
+) -> None:
+    # One record of each kind the pruning may drop, and one of each it must keep.
+    expired = sign_in(http, url)["access_token"]
+    cloudsync_fake.expire_access_tokens()
+    live = sign_in(http, url)
+    replayed_code = decide(http, url)["code"]
+    stolen = exchange(http, url, replayed_code).json()
+    assert exchange(http, url, replayed_code).status_code == 400  # revokes what it was exchanged for
+    cloudsync_fake.code_lifetime = 0
+    expired_code = decide(http, url)["code"]
+    cloudsync_fake.code_lifetime = 60
+    unused_code = decide(http, url)["code"]
+
+    for _ in range(1000 - 3):  # the three sign-ins above issued the others
+        cloudsync_fake.issue_tokens()
+
+    assert_invalid_token(call(http, url, dialect.ME_PATH, expired))
+    assert_invalid_token(call(http, url, dialect.ME_PATH, stolen["access_token"]))
+    assert_oauth_error(refresh(http, url, stolen["refresh_token"]), 400, dialect.INVALID_GRANT)
+    assert_oauth_error(exchange(http, url, replayed_code), 400, dialect.INVALID_GRANT)
+    assert_oauth_error(exchange(http, url, expired_code), 400, dialect.INVALID_GRANT)
+    assert call(http, url, dialect.ME_PATH, live["access_token"]).status_code == 200
+    assert refresh(http, url, live["refresh_token"]).status_code == 200
+    assert exchange(http, url, unused_code).status_code == 200

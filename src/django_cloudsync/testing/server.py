@@ -10,6 +10,7 @@ switch's drip) is written chunk by chunk as it comes, after the headers.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import socketserver
 import sys
@@ -251,10 +252,9 @@ class _HTTPServer(ThreadingHTTPServer):
         with self._connections_lock:
             connections = list(self._connections)
         for connection in connections:
-            try:
+            # A connection that ended meanwhile (its thread not yet past untrack) needs no waking.
+            with contextlib.suppress(OSError):
                 connection.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                continue
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         """A client that hangs up (or a stop) is routine; anything else gets one line, no details."""
@@ -277,11 +277,11 @@ class FakeCloudSyncServer:
         self.fake = fake if fake is not None else FakeCloudSync()
         self.host = host
         self.port = port
-        self._httpd: _HTTPServer | None = None
-        self._thread: threading.Thread | None = None
+        #: The server and the thread serving it, while started.
+        self._running: tuple[_HTTPServer, threading.Thread] | None = None
 
     def __repr__(self) -> str:
-        state = self.url if self._httpd is not None else "stopped"
+        state = self.url if self._running is not None else "stopped"
         return f"<FakeCloudSyncServer {state}>"
 
     @property
@@ -297,34 +297,33 @@ class FakeCloudSyncServer:
 
     def start(self) -> FakeCloudSyncServer:
         """Bind and serve in a daemon thread; returns ``self``. Starting twice is an error."""
-        if self._httpd is not None:
+        if self._running is not None:
             raise RuntimeError("the fake CloudSync server is already started")
         httpd = _HTTPServer((self.host, self.port), self.fake)
         self.port = int(httpd.server_address[1])
-        self._httpd = httpd
-        self._thread = threading.Thread(
+        thread = threading.Thread(
             target=httpd.serve_forever,
             kwargs={"poll_interval": _POLL_INTERVAL},
             name=f"FakeCloudSyncServer:{self.port}",
             daemon=True,
         )
-        self._thread.start()
+        self._running = (httpd, thread)
+        thread.start()
         return self
 
     def stop(self) -> None:
         """Stop serving, close the listening socket and every open connection. Idempotent."""
-        httpd, thread = self._httpd, self._thread
-        if httpd is None:
+        if self._running is None:
             return
-        self._httpd = self._thread = None
+        httpd, thread = self._running
+        self._running = None
         httpd.shutdown()
         httpd.server_close()
         httpd.close_connections()
-        if thread is not None:
-            thread.join()
+        thread.join()
 
     def __enter__(self) -> FakeCloudSyncServer:
-        if self._httpd is None:
+        if self._running is None:
             self.start()
         return self
 

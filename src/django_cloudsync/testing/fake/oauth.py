@@ -103,7 +103,12 @@ class OAuthServer(FakeState):
         redirect_uri = params.get("redirect_uri", [])
         if len(client_id) != 1 or self.client_secret_of(client_id[0]) is None:
             return error_page("Unknown or missing client_id.")
-        if len(redirect_uri) != 1 or not dialect.is_redirect_uri(redirect_uri[0]):
+        # An RFC 3986 URI is ASCII; another could not even be sent back in a Location header.
+        if (
+            len(redirect_uri) != 1
+            or not redirect_uri[0].isascii()
+            or not dialect.is_redirect_uri(redirect_uri[0])
+        ):
             return error_page(
                 "Missing or invalid redirect_uri: it must be an absolute http(s) URI, or an app's "
                 "private-use URI such as com.example.app:/callback."
