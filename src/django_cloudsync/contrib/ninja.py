@@ -32,7 +32,15 @@ __all__ = ["CloudSyncAnswer", "CloudSyncAuth", "client", "install"]
 
 def client(request: HttpRequest) -> CloudSync | None:
     """The authenticated user's CloudSync client, or ``None``: one query on first use, then cached."""
+    _user_from_auth(request, getattr(request, "auth", None))
     return request_client(request)
+
+
+def _user_from_auth(request: HttpRequest, result: Any) -> None:
+    # An auth that returns the user without setting request.user (allauth's own
+    # x_session_token_auth before 65.15 does): ninja keeps it as request.auth; the user is that one.
+    if getattr(result, "is_authenticated", False) is True:
+        request.user = result
 
 
 class CloudSyncAnswer(Exception):
@@ -65,6 +73,7 @@ class CloudSyncAuth:
                 break
         else:
             return None
+        _user_from_auth(request, result)
         answer = refusal(request, self.scopes)
         if answer is not None:
             raise CloudSyncAnswer(answer)
