@@ -6,10 +6,10 @@ goes to Django's ASGI handler built from ``benchmarks.settings.MIDDLEWARE``, ``/
 to one built without the middleware. Both strip their prefix, so they do the same work.
 
 ``/_bench/stats`` (answered here, not by Django: it must not add threads of its own) reports the
-process id, its thread count, and, when ``CLOUDSYNC_BENCH_LOOP_DEBUG=1``, the
-:class:`~testsupport.loopwatch.LoopWatch` counts since ``/_bench/reset``: slow callbacks logged
-by asyncio's debug mode (50 ms threshold), how many of them ran the app's code, the peak
-thread count.
+process id, its thread count and its peak since ``/_bench/reset``, and, when
+``CLOUDSYNC_BENCH_LOOP_DEBUG=1``, the :class:`~testsupport.loopwatch.LoopWatch` counts since
+then: slow callbacks logged by asyncio's debug mode (50 ms threshold), how many of them ran the
+app's code.
 
 ``CLOUDSYNC_BENCH_ASGI_DATABASE`` names the alias of ``benchmarks.settings.DATABASES`` this worker
 uses as its default (``postgres`` for the PostgreSQL race).
@@ -76,8 +76,7 @@ async def _lifespan(receive: Receive, send: Send) -> None:
     while True:
         message = await receive()
         if message["type"] == "lifespan.startup":
-            if LOOP_DEBUG:
-                watch = LoopWatch().start()
+            watch = LoopWatch(debug=LOOP_DEBUG).start()
             await send({"type": "lifespan.startup.complete"})
         elif message["type"] == "lifespan.shutdown":
             if watch is not None:
@@ -92,13 +91,14 @@ async def _stats(send: Send, *, reset: bool) -> None:
     body: dict[str, Any] = {"pid": os.getpid(), "threads": os_thread_count()}
     if watch is not None:
         report = watch.report
+        body["peak_threads"] = report.peak_threads
+    if watch is not None and watch.debug:
         body.update(
             slow_callbacks=report.slow_callbacks,
             slow_in_app=report.slow_in_app,
             slow_elsewhere=report.slow_elsewhere,
             app_frames=report.app_frames,
             examples=report.examples,
-            peak_threads=report.peak_threads,
         )
     await _answer(send, 200, body)
 

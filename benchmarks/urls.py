@@ -14,6 +14,7 @@ urlpatterns = [
     path("bench/async/username/", views.async_username),
     path("bench/async/me/", views.async_me),
     path("bench/async/sleep/", views.async_sleep),
+    path("bench/async/gather/", views.async_gather),
     path("bench/async/race/load/", views.async_race_load),
     path("bench/async/race/go/", views.async_race_go),
 ]

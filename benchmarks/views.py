@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
+from collections.abc import Awaitable
 from typing import Any
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
@@ -96,6 +97,24 @@ async def async_sleep(request: Any) -> HttpResponse:
     return HttpResponse("connected" if client is not None else "not connected")
 
 
+async def async_gather(request: Any) -> HttpResponse:
+    """``n`` API calls at once from one view (``asyncio.gather`` of ``ame()``): what each answered."""
+    client: CloudSync | None = await request.user.acloudsync()
+    if client is None:
+        return HttpResponse("not connected", status=404)
+    calls = [_outcome(client.ame()) for _ in range(int(request.GET["n"]))]
+    return JsonResponse({"outcomes": dict(Counter(await asyncio.gather(*calls)))})
+
+
+async def _outcome(call: Awaitable[object]) -> str:
+    """``ok``, or how the call failed (class, HTTP status: never a message that could hold a token)."""
+    try:
+        await call
+    except Exception as exc:
+        return describe(exc)
+    return "ok"
+
+
 #: The clients each race's coroutines loaded, by race name, until the race runs.
 _race_clients: dict[str, list[CloudSync | None]] = {}
 
@@ -114,15 +133,7 @@ async def async_race_load(request: HttpRequest) -> HttpResponse:
 async def async_race_go(request: HttpRequest) -> HttpResponse:
     """Every loaded client calls ``GET /v1/me`` at once; how each call ended (class, HTTP status)."""
     clients = _race_clients.pop(request.GET["race"], [])
-
-    async def one(client: CloudSync | None) -> str:
-        if client is None:
-            return "not connected"
-        try:
-            await client.ame()
-        except Exception as exc:
-            return describe(exc)
-        return "ok"
-
-    outcomes = Counter(await asyncio.gather(*(one(client) for client in clients)))
-    return JsonResponse({"outcomes": dict(outcomes)})
+    if None in clients:
+        return JsonResponse({"outcomes": {"not connected": len(clients)}})
+    calls = [_outcome(client.ame()) for client in clients if client is not None]
+    return JsonResponse({"outcomes": dict(Counter(await asyncio.gather(*calls)))})

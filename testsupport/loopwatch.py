@@ -4,8 +4,8 @@ asyncio's debug mode logs every callback or task step that holds the loop longer
 ``loop.slow_callback_duration`` ("Executing <Task ...> took 0.123 seconds"), but names only the
 task's outermost coroutine, not the code that ran. :class:`LoopWatch` counts those records and
 attributes each: a thread of its own samples the loop thread's stack every 5 ms, and a slow
-callback is the app's if a sample taken while it ran was executing ``django_cloudsync`` code
-(the innermost frame that is not a library's: the stdlib and what the app calls, such as httpx
+callback is the app's if at least half the samples taken while it ran found ``django_cloudsync``
+code executing (the innermost frame that is not a library's: the stdlib and what the app calls, such as httpx
 or cryptography, count as the caller's; Django, asgiref, uvicorn and the site's own code count
 as theirs, so the middleware's ``await get_response()`` on the stack does not make Django's work
 the app's). It also samples the process's thread count, for the "no thread per call" figures.
@@ -86,7 +86,7 @@ class _SlowCallbackCounter(logging.Handler):
         report.slow_callbacks += 1
         if len(report.examples) < 3:
             report.examples.append(record.getMessage()[:300])
-        app_frame = self.watch.app_frame_between(ended - seconds - POLL_SECONDS, ended)
+        app_frame = self.watch.app_frame_during(ended - seconds, ended)
         if app_frame is None:
             report.slow_elsewhere += 1
         else:
@@ -99,11 +99,13 @@ class LoopWatch:
     """Put the running loop in debug mode with a 50 ms threshold and watch it until :meth:`stop`.
 
     Start it from inside the loop (``LoopWatch().start()`` in a coroutine, or as an async context
-    manager). ``reset()`` zeroes the counts and the thread peak, to measure one phase.
+    manager). ``reset()`` zeroes the counts and the thread peak, to measure one phase. With
+    ``debug=False`` it only samples the thread count, and leaves the loop as it is.
     """
 
-    def __init__(self, threshold: float = SLOW_CALLBACK_SECONDS) -> None:
+    def __init__(self, threshold: float = SLOW_CALLBACK_SECONDS, *, debug: bool = True) -> None:
         self.threshold = threshold
+        self.debug = debug
         self.report = LoopReport()
         self._handler = _SlowCallbackCounter(self)
         #: (monotonic time, the app's frame the loop thread was executing or None), newest last.
@@ -116,10 +118,11 @@ class LoopWatch:
 
     def start(self) -> LoopWatch:
         loop = self._loop = asyncio.get_running_loop()
-        loop.set_debug(True)
-        loop.slow_callback_duration = self.threshold
         self._loop_thread_id = threading.get_ident()
-        logging.getLogger("asyncio").addHandler(self._handler)
+        if self.debug:
+            loop.set_debug(True)
+            loop.slow_callback_duration = self.threshold
+            logging.getLogger("asyncio").addHandler(self._handler)
         self._thread = threading.Thread(target=self._watch, name="loopwatch", daemon=True)
         self._thread.start()
         return self
@@ -145,15 +148,22 @@ class LoopWatch:
     ) -> None:
         self.stop()
 
-    def app_frame_between(self, start: float, end: float) -> str | None:
-        """The app's frame in the first sample of ``[start, end]`` that found the app running."""
+    def app_frame_during(self, start: float, end: float) -> str | None:
+        """The app's frame if the app's code was running in at least half the samples of ``[start, end]``.
+
+        Half, not one: a loop thread that waits for the GIL (other threads of the process) or for
+        a CPU (a loaded machine) stands still wherever it was, and one sample there says nothing.
+        """
         with self._samples_lock:
-            samples = list(self._samples)
-        return next((frame for at, frame in samples if start <= at <= end and frame is not None), None)
+            during = [frame for at, frame in self._samples if start <= at <= end]
+        in_app = [frame for frame in during if frame is not None]
+        return in_app[0] if in_app and 2 * len(in_app) >= len(during) else None
 
     def _watch(self) -> None:
         while not self._stop.wait(POLL_SECONDS):
             self.report.peak_threads = max(self.report.peak_threads, os_thread_count())
+            if not self.debug:
+                continue
             frame = sys._current_frames().get(self._loop_thread_id)
             sample = (time.monotonic(), _running_app_frame(frame))
             with self._samples_lock:
