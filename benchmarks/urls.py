@@ -1,6 +1,6 @@
 from django.urls import include, path
 
-from . import views
+from . import api, views
 
 urlpatterns = [
     path("accounts/", include("allauth.urls")),
@@ -17,4 +17,5 @@ urlpatterns = [
     path("bench/async/gather/", views.async_gather),
     path("bench/async/race/load/", views.async_race_load),
     path("bench/async/race/go/", views.async_race_go),
+    *api.urlpatterns,
 ]

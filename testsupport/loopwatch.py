@@ -22,6 +22,7 @@ import sys
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType, TracebackType
@@ -103,9 +104,17 @@ class LoopWatch:
     ``debug=False`` it only samples the thread count, and leaves the loop as it is.
     """
 
-    def __init__(self, threshold: float = SLOW_CALLBACK_SECONDS, *, debug: bool = True) -> None:
+    def __init__(
+        self,
+        threshold: float = SLOW_CALLBACK_SECONDS,
+        *,
+        debug: bool = True,
+        thread_count: Callable[[], int] = os_thread_count,
+    ) -> None:
         self.threshold = threshold
         self.debug = debug
+        #: What the peak is taken of: a test leaves out the threads of an in-process fake server.
+        self.thread_count = thread_count
         self.report = LoopReport()
         self._handler = _SlowCallbackCounter(self)
         #: (monotonic time, the app's frame the loop thread was executing or None), newest last.
@@ -123,6 +132,7 @@ class LoopWatch:
             loop.set_debug(True)
             loop.slow_callback_duration = self.threshold
             logging.getLogger("asyncio").addHandler(self._handler)
+        self.report.peak_threads = self.thread_count()
         self._thread = threading.Thread(target=self._watch, name="loopwatch", daemon=True)
         self._thread.start()
         return self
@@ -131,7 +141,7 @@ class LoopWatch:
         self.report.slow_callbacks = self.report.slow_in_app = self.report.slow_elsewhere = 0
         self.report.examples.clear()
         self.report.app_frames.clear()
-        self.report.peak_threads = os_thread_count()
+        self.report.peak_threads = self.thread_count()
 
     def stop(self) -> LoopReport:
         self._stop.set()
@@ -161,7 +171,7 @@ class LoopWatch:
 
     def _watch(self) -> None:
         while not self._stop.wait(POLL_SECONDS):
-            self.report.peak_threads = max(self.report.peak_threads, os_thread_count())
+            self.report.peak_threads = max(self.report.peak_threads, self.thread_count())
             if not self.debug:
                 continue
             frame = sys._current_frames().get(self._loop_thread_id)
@@ -183,7 +193,7 @@ def _running_app_frame(frame: FrameType | None) -> str | None:
 
 
 def _is_framework(filename: str) -> bool:
-    if filename.startswith(_REPOSITORY):
-        return True
     parts = filename.split("/site-packages/", 1)
-    return len(parts) == 2 and parts[1].split("/", 1)[0] in _FRAMEWORK_PACKAGES
+    if len(parts) == 2:  # an installed package (a venv may live inside the repository)
+        return parts[1].split("/", 1)[0] in _FRAMEWORK_PACKAGES
+    return filename.startswith(_REPOSITORY)
