@@ -66,6 +66,8 @@ class LoopReport:
     examples: list[str] = field(default_factory=list)
     #: Where the app's slow callbacks were, as ``file:line`` of the app's frame.
     app_frames: list[str] = field(default_factory=list)
+    #: The app's slow callbacks (at most the first 100): (seconds, ``file:line``).
+    app_callbacks: list[tuple[float, str]] = field(default_factory=list)
     peak_threads: int = 0
 
 
@@ -92,6 +94,8 @@ class _SlowCallbackCounter(logging.Handler):
             report.slow_elsewhere += 1
         else:
             report.slow_in_app += 1
+            if len(report.app_callbacks) < 100:
+                report.app_callbacks.append((seconds, app_frame))
             if app_frame not in report.app_frames and len(report.app_frames) < 8:
                 report.app_frames.append(app_frame)
 
@@ -141,6 +145,7 @@ class LoopWatch:
         self.report.slow_callbacks = self.report.slow_in_app = self.report.slow_elsewhere = 0
         self.report.examples.clear()
         self.report.app_frames.clear()
+        self.report.app_callbacks.clear()
         self.report.peak_threads = self.thread_count()
 
     def stop(self) -> LoopReport:
