@@ -40,7 +40,7 @@ bench: $(BIN)/.installed
 	$(BIN)/python -m benchmarks
 
 ## make soak: the soak test's short forms, under gunicorn (sync views) and under uvicorn (async
-## views), about a minute each (python -m benchmarks.soak --help for the long one).
+## views), under a minute each (python -m benchmarks.soak --help for the long one).
 soak: $(BIN)/.installed
 	$(BIN)/python -m benchmarks.soak --quick
 	$(BIN)/python -m benchmarks.soak --quick --asgi
