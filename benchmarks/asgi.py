@@ -98,6 +98,7 @@ async def _stats(send: Send, *, reset: bool) -> None:
             slow_in_app=report.slow_in_app,
             slow_elsewhere=report.slow_elsewhere,
             app_frames=report.app_frames,
+            app_callbacks=report.app_callbacks,
             examples=report.examples,
         )
     await _answer(send, 200, body)

@@ -436,6 +436,13 @@ def _loop_row(loops: list[dict[str, Any]], views_storm: dict[str, Any]) -> Row:
         )
 
     slow, in_app, elsewhere, frames = summary(loops)
+    # A call that blocked the loop on the network would hold it through the fake's delay.
+    through_a_delay = sorted(
+        f"{frame} ({seconds * 1000:.0f} ms)"
+        for loop in loops
+        for seconds, frame in loop["app_callbacks"]
+        if seconds >= STORM_DELAY
+    )
     storm_slow, storm_in_app, storm_elsewhere, storm_frames = summary([views_storm])
     examples = [example for loop in [*loops, views_storm] for example in loop["examples"]][:2]
     note = (
@@ -447,7 +454,8 @@ def _loop_row(loops: list[dict[str, Any]], views_storm: dict[str, Any]) -> Row:
         f"GIL and a step of the loop waits for it wherever it stands: {storm_slow} slow callbacks, "
         f"{storm_in_app} with this app's code running, {storm_elsewhere} other code"
         + (f" (app frames: {', '.join(storm_frames)})" if storm_frames else "")
-        + "."
+        + ". The app's slow callbacks that lasted "
+        f"{STORM_DELAY * 1000:.0f} ms or more: {', '.join(through_a_delay) or 'none'}."
     )
     if examples:
         note += " Examples: " + " / ".join(json.dumps(example) for example in examples)
@@ -455,7 +463,8 @@ def _loop_row(loops: list[dict[str, Any]], views_storm: dict[str, Any]) -> Row:
         figure="slow callbacks (≥ 50 ms) from this app's code, asyncio debug mode: 200 calls in one "
         "view, the races (the 200-view storm: see the note)",
         target="0",
-        app=f"{in_app} (of {slow} logged); the 200-view storm: {storm_in_app} (of {storm_slow})",
+        app=f"{in_app} (of {slow} logged; {len(through_a_delay)} of them ≥ {STORM_DELAY * 1000:.0f} ms); "
+        f"the 200-view storm: {storm_in_app} (of {storm_slow})",
         handrolled="—",
         met=in_app == 0,
         notes=[note],

@@ -82,7 +82,7 @@ def race(context: Context, alias: str, mode: str) -> dict[str, Any]:
     seed.wipe(alias)
     user = seed.connected_user(fake, ACCOUNT_ID, alias=alias)
     seed.expire_all(alias)
-    version_before = CloudSyncToken.objects.using(alias).get(user=user).version
+    version_before = CloudSyncToken.objects.using(alias).get(social_account__user=user).version
     config_path = context.workdir / f"refresh-{alias}-{mode}.json"
     database = {**connections[alias].settings_dict}
     database.pop("TEST", None)
@@ -101,7 +101,7 @@ def race(context: Context, alias: str, mode: str) -> dict[str, Any]:
     result["worker_failures"] = failures
     if mode == "app":
         result["stored_version_moves"] = (
-            CloudSyncToken.objects.using(alias).get(user=user).version - version_before
+            CloudSyncToken.objects.using(alias).get(social_account__user=user).version - version_before
         )
     seed.wipe(alias)
     return result
