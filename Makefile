@@ -39,9 +39,11 @@ lint: $(BIN)/.installed
 bench: $(BIN)/.installed
 	$(BIN)/python -m benchmarks
 
-## make soak: the soak test, short form (python -m benchmarks.soak --help for the long one).
+## make soak: the soak test's short forms, under gunicorn (sync views) and under uvicorn (async
+## views), under a minute each (python -m benchmarks.soak --help for the long one).
 soak: $(BIN)/.installed
 	$(BIN)/python -m benchmarks.soak --quick
+	$(BIN)/python -m benchmarks.soak --quick --asgi
 
 ## make docs: the documentation site (mkdocs.yml, docs/) into build/docs/, warnings as errors.
 .PHONY: docs

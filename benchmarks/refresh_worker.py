@@ -76,7 +76,7 @@ def main(config_path: str) -> None:
                 finally:
                     connections.close_all()  # like a request that loaded it earlier
         except Exception as exc:
-            record(f"load failed: {_describe(exc)}")
+            record(f"load failed: {describe(exc)}")
             return
         finally:
             loaded.release()
@@ -92,7 +92,7 @@ def main(config_path: str) -> None:
                 handrolled.call_me(token, save=save_with_a_slot)
             record("ok")
         except Exception as exc:
-            record(_describe(exc))
+            record(describe(exc))
         finally:
             connections.close_all()
 
@@ -110,7 +110,7 @@ def main(config_path: str) -> None:
     print(json.dumps({"outcomes": dict(outcomes)}), flush=True)
 
 
-def _describe(exc: Exception) -> str:
+def describe(exc: Exception) -> str:
     """The error's class, and its HTTP status or database message: never a token."""
     status = getattr(exc, "status", None) or getattr(getattr(exc, "response", None), "status_code", None)
     if status:

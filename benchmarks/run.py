@@ -52,7 +52,7 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--only",
         default="",
-        help="comma-separated benchmarks to run: requests, refresh, sign_in, crypto, rotation",
+        help="comma-separated benchmarks to run: requests, refresh, sign_in, async, crypto, rotation",
     )
     args = parser.parse_args(argv)
     if args.rotation_rows is None:
@@ -181,7 +181,7 @@ def _run(
     django.setup()
     from django.core.management import call_command
 
-    from . import bench_crypto, bench_refresh, bench_requests, bench_rotation, bench_sign_in
+    from . import bench_async, bench_crypto, bench_refresh, bench_requests, bench_rotation, bench_sign_in
     from .context import Context
     from .report import Row, render
 
@@ -201,10 +201,11 @@ def _run(
         ("requests", bench_requests.run),
         ("refresh", bench_refresh.run),
         ("sign_in", bench_sign_in.run),
+        ("async", bench_async.run),
         ("crypto", bench_crypto.run),
         ("rotation", bench_rotation.run),
     ]
-    shown_order = ["requests", "refresh", "sign_in", "rotation", "crypto"]
+    shown_order = ["requests", "refresh", "sign_in", "rotation", "crypto", "async"]
     results: dict[str, list[Row]] = {}
     for name, benchmark in benchmarks:
         if selected and name not in selected:

@@ -16,6 +16,7 @@ processes inherit it:
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import tempfile
 from pathlib import Path
@@ -50,6 +51,15 @@ INSTALLED_APPS = [
     "django_cloudsync",
     "testsupport.baseline",
 ]
+
+# The API frameworks of the per-request cost figure (benchmarks/api.py), when installed.
+API_FRAMEWORKS = [name for name in ("rest_framework", "ninja") if importlib.util.find_spec(name)]
+if "rest_framework" in API_FRAMEWORKS:
+    INSTALLED_APPS += ["rest_framework"]
+    REST_FRAMEWORK = {
+        "EXCEPTION_HANDLER": "django_cloudsync.contrib.drf.exception_handler",
+        "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    }
 
 MIDDLEWARE = [
     "django.contrib.sessions.middleware.SessionMiddleware",

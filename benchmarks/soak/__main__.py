@@ -13,10 +13,16 @@ part of the time (token endpoint 5xx and timeouts, API 429 and 5xx). At the end 
 - ``invalid_grant`` answers seen by the fake (a spent refresh token presented again): must be 0;
 - tokens lost: accounts without a decryptable, working token at the end: must be 0.
 
-It exits non-zero if any "must" fails. Everything is on loopback, bounded in requests and time::
+It exits non-zero if any "must" fails. Everything is on loopback, bounded in requests and time.
 
-    python -m benchmarks.soak --quick          # what .ci/run runs: ~2,000 requests
-    python -m benchmarks.soak --requests 50000 --max-seconds 900 --users 100
+``--asgi`` is the same soak on the async path: the example's ``asgi.py`` under uvicorn with
+several worker processes, the load on its ``async def`` page ``/workspaces/async/`` (``await
+request.user.acloudsync()``, ``aworkspaces()``), whose friendly errors are a 200 page with an
+alert; the same checks. ``make soak`` (and CI) runs both short forms::
+
+    python -m benchmarks.soak --quick          # gunicorn, 1,000 requests (40 s at most)
+    python -m benchmarks.soak --quick --asgi   # uvicorn, async views
+    python -m benchmarks.soak --requests 50000 --max-seconds 900 --users 100 [--asgi]
 """
 
 from __future__ import annotations
@@ -65,6 +71,13 @@ FAULT_PHASES: list[list[dict[str, Any]]] = [
 ]
 
 
+#: The page the load calls: the sync JSON view under gunicorn, the async page under uvicorn.
+JSON_PAGE = "/api/workspaces/"
+ASYNC_PAGE = "/workspaces/async/"
+#: How the async page shows a friendly error (example/templates/example/async_workspaces.html).
+ASYNC_PAGE_ALERT = 'class="error" role="alert"'
+
+
 def main() -> int:
     args = parse_args()
     report: dict[str, Any] = {}
@@ -91,7 +104,7 @@ def main() -> int:
             elapsed = time.monotonic() - started
             control.delete("faults")
             counters = counters_since(before, control.get("counters"))
-            final = [final_check(site_url, session) for session in sessions]
+            final = [final_check(site_url, session, args.page) for session in sessions]
         stored = stored_tokens(env)
     report = summarize(args, database_label, outcomes, elapsed, counters, final, stored)
     print_report(report)
@@ -100,12 +113,15 @@ def main() -> int:
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.soak", description=__doc__.split("\n")[0])
-    parser.add_argument("--quick", action="store_true", help="the short run of CI: 12 users, 2,000 requests")
+    parser.add_argument("--quick", action="store_true", help="the short run of CI: 12 users, 1,000 requests")
+    parser.add_argument(
+        "--asgi", action="store_true", help="uvicorn and the example's async page instead of gunicorn"
+    )
     parser.add_argument("--users", type=int, default=40)
     parser.add_argument("--requests", type=int, default=10_000, help="stop after this many requests")
     parser.add_argument("--max-seconds", type=float, default=300, help="stop after this long in any case")
     parser.add_argument("--clients", type=int, default=12, help="concurrent client threads")
-    parser.add_argument("--workers", type=int, default=3, help="gunicorn worker processes")
+    parser.add_argument("--workers", type=int, default=3, help="gunicorn (or uvicorn) worker processes")
     parser.add_argument("--threads", type=int, default=4, help="threads per gunicorn worker")
     parser.add_argument("--token-lifetime", type=int, default=2, help="the fake's access token lifetime (s)")
     parser.add_argument("--site-timeout", type=float, default=1.5, help="the site's CLOUDSYNC_TIMEOUT (s)")
@@ -116,7 +132,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--sqlite", action="store_true", help="use SQLite even if PostgreSQL answers")
     args = parser.parse_args()
     if args.quick:
-        args.users, args.requests, args.max_seconds = 12, 2_000, 120
+        args.users, args.requests, args.max_seconds = 12, 1_000, 40
+    args.page = ASYNC_PAGE if args.asgi else JSON_PAGE
     return args
 
 
@@ -163,8 +180,19 @@ def fake_cloudsync(args: argparse.Namespace) -> Iterator[str]:
 def site(args: argparse.Namespace, env: dict[str, str]) -> Iterator[str]:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    command = [sys.executable, "-m", "gunicorn", "example.wsgi:application", "--bind", f"127.0.0.1:{port}"]
-    command += ["--workers", str(args.workers), "--threads", str(args.threads), "--timeout", "60"]
+    if args.asgi:
+        command = [sys.executable, "-m", "uvicorn", "example.asgi:application", "--host", "127.0.0.1"]
+        command += ["--port", str(port), "--workers", str(args.workers), "--no-access-log"]
+    else:
+        command = [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "example.wsgi:application",
+            "--bind",
+            f"127.0.0.1:{port}",
+        ]
+        command += ["--workers", str(args.workers), "--threads", str(args.threads), "--timeout", "60"]
     command += ["--log-level", "warning"]
     process = subprocess.Popen(command, cwd=EXAMPLE, env={**env, "EXAMPLE_BASE_URL": url})
     try:
@@ -256,12 +284,14 @@ def sign_in(site_url: str, control: FakeControl, index: int) -> requests.Session
     return session
 
 
-def call(site_url: str, session: requests.Session) -> str:
-    """One API-using request; the kind of answer."""
+def call(site_url: str, session: requests.Session, page: str) -> str:
+    """One API-using request to ``page``; the kind of answer."""
     try:
-        response = session.get(site_url + "/api/workspaces/", allow_redirects=False, timeout=HTTP_TIMEOUT)
+        response = session.get(site_url + page, allow_redirects=False, timeout=HTTP_TIMEOUT)
     except requests.RequestException as exc:
         return f"client error: {type(exc).__name__}"
+    if response.status_code == 200 and page == ASYNC_PAGE and ASYNC_PAGE_ALERT in response.text:
+        return "friendly error: " + (alert_text(response.text) or "(no message)")
     if response.status_code == 200:
         return "ok"
     if response.status_code in (502, 503):
@@ -269,6 +299,11 @@ def call(site_url: str, session: requests.Session) -> str:
     if response.status_code == 302:
         return "sent to re-authorize"
     return f"HTTP {response.status_code}"
+
+
+def alert_text(page: str) -> str:
+    found = re.search(r'role="alert">([^<]*)<', page)
+    return found.group(1).strip() if found else ""
 
 
 def load(
@@ -288,7 +323,7 @@ def load(
                 if issued >= args.requests:
                     return
                 issued += 1
-            outcome = call(site_url, rng.choice(own))
+            outcome = call(site_url, rng.choice(own), args.page)
             with lock:
                 outcomes[outcome] += 1
 
@@ -325,10 +360,10 @@ def counters_since(before: dict[str, Any], after: dict[str, Any]) -> dict[str, A
     return since
 
 
-def final_check(site_url: str, session: requests.Session) -> bool:
+def final_check(site_url: str, session: requests.Session, page: str) -> bool:
     """Faults off: does the account still have a working token? (Retryable answers are retried.)"""
     for _ in range(5):
-        outcome = call(site_url, session)
+        outcome = call(site_url, session, page)
         if outcome == "ok":
             return True
         if not outcome.startswith("friendly error"):
@@ -391,7 +426,9 @@ def summarize(
         "ok": all(checks.values()),
         "checks": checks,
         "database": database_label,
-        "site": f"gunicorn, {args.workers} processes x {args.threads} threads",
+        "site": f"uvicorn, {args.workers} processes, async page {args.page}"
+        if args.asgi
+        else f"gunicorn, {args.workers} processes x {args.threads} threads, {args.page}",
         "clients": args.clients,
         "users": args.users,
         "token_lifetime_s": args.token_lifetime,

@@ -1,0 +1,132 @@
+"""The async path's counts, at small sizes (the full figures are bench_async's, ``make bench``):
+one TCP connection for many sequential async calls, no thread per concurrent call, and no slow
+callback from the app's code with asyncio's debug mode on. Counts only; no time is asserted."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from typing import Any
+
+import pytest
+from asgiref.sync import sync_to_async
+from django.test import AsyncClient
+
+from django_cloudsync import aclient_for
+from django_cloudsync.client import CloudSync
+from tests.helpers import ADA, an_hour_later
+from tests.test_async import run, signed_in_async
+from testsupport.loopwatch import LoopWatch
+
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.urls("tests.async_urls")]
+
+#: The fake's delay of each API answer while calls are under way at once (seconds): long enough
+#: that a call holding the event loop (or a thread) through it could not go unnoticed.
+DELAY = 0.2
+CALLS = 40
+
+
+def threads_besides_the_fake() -> int:
+    """This process's threads, leaving out the in-process fake CloudSync's (one per connection)."""
+    return sum(
+        1
+        for thread in threading.enumerate()
+        if "process_request_thread" not in thread.name and not thread.name.startswith("FakeCloudSyncServer")
+    )
+
+
+async def client_of(user: Any) -> CloudSync:
+    client = await aclient_for(user)
+    assert client is not None
+    return client
+
+
+def test_sequential_async_views_share_one_connection(fake: Any) -> None:
+    browser = AsyncClient()
+    signed_in_async(browser)
+    before = fake.counters
+
+    async def twenty_views() -> list[int]:
+        return [(await browser.get("/async/workspaces/")).status_code for _ in range(20)]
+
+    statuses = run(twenty_views())
+
+    assert statuses == [200] * 20
+    assert fake.counters["api_calls"] - before["api_calls"] == 20
+    # The event loop's pool opens one connection, and every later view reuses it.
+    assert fake.counters["connections"] - before["connections"] == 1
+
+
+def test_concurrent_async_calls_take_no_thread_each(fake: Any, django_user_model: Any) -> None:
+    signed_in_async(AsyncClient())
+    user = django_user_model.objects.get()
+    fake.delay_always("me", DELAY)
+
+    async def calls_at_once() -> tuple[list[str], int, int]:
+        client = await client_of(user)
+        watch = LoopWatch(debug=False, thread_count=threads_besides_the_fake).start()
+        idle = watch.report.peak_threads
+        try:
+            answers = await asyncio.gather(*(client.ame() for _ in range(CALLS)))
+        finally:
+            report = watch.stop()
+        return [answer["id"] for answer in answers], idle, report.peak_threads
+
+    ids, idle, peak = run(calls_at_once())
+
+    assert ids == [ADA] * CALLS
+    assert fake.counters["delayed_answers"] == CALLS
+    # The watch's own thread, and at most a few of asyncio's or asgiref's: never one per call.
+    assert peak - idle <= 3
+
+
+def test_no_slow_callback_from_the_app_under_asyncio_debug_mode(fake: Any, django_user_model: Any) -> None:
+    token = signed_in_async(AsyncClient())
+    user = django_user_model.objects.get()
+
+    async def calls_at_once() -> Any:
+        # The loop's first async call builds its httpx client in the loop (importing httpx and
+        # loading CA certificates: tens to hundreds of ms, once per process and per event loop);
+        # the steady state is what is counted here.
+        await (await client_of(user)).ame()
+        await sync_to_async(an_hour_later)(token, fake)  # the refresh is on the path too
+        fake.delay_always("me", DELAY)
+        async with LoopWatch() as watch:
+            clients = await asyncio.gather(*(client_of(user) for _ in range(CALLS)))
+            answers = await asyncio.gather(*(client.ame() for client in clients))
+        return answers, watch.report
+
+    answers, report = run(calls_at_once())
+
+    assert [answer["id"] for answer in answers] == [ADA] * CALLS
+    assert fake.counters["refresh_attempts"] == 1
+    # A call that held the loop would hold it through the fake's delay; a shorter slow callback
+    # with the app's code running is the machine's load (bench_async reports those at 50 ms).
+    assert [seconds for seconds, _ in report.app_callbacks if seconds >= DELAY] == [], report.app_callbacks
+
+
+def test_the_loop_watch_counts_a_blocked_loop_and_blames_whose_code_blocked(
+    fake: Any, django_user_model: Any
+) -> None:
+    """The watch can fail the test above: the app's sync client called in the loop is the app's block."""
+    signed_in_async(AsyncClient())
+    user = django_user_model.objects.get()
+    fake.delay_always("me", DELAY)
+
+    async def block_twice() -> Any:
+        client = await client_of(user)
+        async with LoopWatch() as watch:
+            await asyncio.sleep(0)  # debug mode times the steps that start after it is on
+            time.sleep(DELAY)  # not the app's code
+            await asyncio.sleep(0)
+            client.me()  # the app's sync transport, blocking the loop through the delay
+            await asyncio.sleep(0)
+        return watch.report
+
+    report = run(block_twice())
+
+    assert report.slow_callbacks == 2
+    assert report.slow_elsewhere == 1
+    assert report.slow_in_app == 1
+    assert any(frame.startswith(("http.py", "client.py")) for frame in report.app_frames), report.app_frames
