@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 import pytest
 from asgiref.sync import async_to_sync
 
-from django_cloudsync import dialect, errors, http
+from django_cloudsync import dialect, errors, http, policy
 from django_cloudsync.client import AsyncTokenSource, CloudSync
 from django_cloudsync.testing.fake import FakeCloudSync
 from tests.test_client import ALL_SCOPES, MemoryTokenSource, ScriptedServer, new_api_key
@@ -422,6 +422,14 @@ def test_no_secret_in_errors_reprs_or_logs(
     for text in shown:
         for secret in secrets:
             assert secret not in text
+
+
+def test_the_async_drivers_credential_does_not_show_its_token() -> None:
+    # What an error report on Django 4.2 prints for the coroutine's local (see policy.Credential).
+    credential = policy.Credential("at_test_secret")
+
+    assert repr(credential) == "<Credential>"
+    assert credential.value == "at_test_secret"
 
 
 def test_a_network_error_report_shows_no_key(settings: Any) -> None:
