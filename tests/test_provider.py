@@ -17,6 +17,8 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import pytest
 from allauth.socialaccount.models import SocialAccount, SocialToken
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import AnonymousUser
+from django.contrib.sessions.backends.db import SessionStore
 from django.db import connection
 from django.test import Client
 from django.urls import reverse
@@ -255,3 +257,32 @@ def test_w002_says_what_allauth_really_keeps(settings: Any, fake: Any) -> None:
     assert "empty SocialToken" in warning.msg
     assert "encrypted, in its own table only" in warning.msg
     assert "copy of every token" not in warning.msg
+
+
+@pytest.mark.parametrize(
+    ("extra_data", "shown"),
+    [
+        ({"name": "Ada Lovelace", "email": "ada@example.com"}, "Ada Lovelace"),
+        ({"email": "ada@example.com"}, "ada@example.com"),
+        ({}, "usr_ada"),
+        (None, "usr_ada"),
+    ],
+)
+def test_an_account_is_shown_by_its_name_else_its_email_else_its_id(extra_data: Any, shown: str) -> None:
+    # allauth's "Account Connections" page lists each connected account by this.
+    account = SocialAccount(provider=conf.PROVIDER_ID, uid="usr_ada", extra_data=extra_data)
+
+    assert account.get_provider_account().to_str() == shown
+
+
+def test_a_redirect_without_a_scope_outside_headless_asks_for_the_sites_scope(rf: Any, fake: Any) -> None:
+    from allauth.socialaccount.adapter import get_adapter
+
+    request = rf.get("/")
+    request.user = AnonymousUser()
+    request.session = SessionStore()
+    provider = get_adapter().get_provider(request, conf.PROVIDER_ID)
+
+    response = provider.redirect(request, "login")
+
+    assert authorize_params(response)["scope"] == ["workspaces:read offline_access"]
