@@ -26,6 +26,7 @@ from django.urls import reverse
 from django_cloudsync import checks, conf, oauth, tokens
 from django_cloudsync.models import CloudSyncToken
 from django_cloudsync.socialaccount.provider import PROTECTED_AUTH_PARAMS
+from django_cloudsync.socialaccount.views import CloudSyncOAuth2Client
 from django_cloudsync.sources import client_for
 from django_cloudsync.testing.flow import app_authorization, consent, sign_in
 from tests.test_headless import stored_anywhere
@@ -286,3 +287,19 @@ def test_a_redirect_without_a_scope_outside_headless_asks_for_the_sites_scope(rf
     response = provider.redirect(request, "login")
 
     assert authorize_params(response)["scope"] == ["workspaces:read offline_access"]
+
+
+def test_the_authorize_url_carries_a_state_only_when_allauth_set_one(rf: Any) -> None:
+    # As allauth's own OAuth2Client: its flows always set one, and it is then always sent.
+    oauth_client = CloudSyncOAuth2Client(
+        rf.get("/"), "site-client", "unused", "POST", "https://auth.example/oauth/token", CALLBACK_URL
+    )
+    url = "https://auth.example/oauth/authorize"
+
+    without = parse_qs(urlsplit(oauth_client.get_redirect_url(url, ["workspaces:read"], {})).query)
+    oauth_client.state = "st-1"  # type: ignore[assignment]  # inferred from allauth's `self.state = None`
+    with_state = parse_qs(urlsplit(oauth_client.get_redirect_url(url, ["workspaces:read"], {})).query)
+
+    assert "state" not in without
+    assert with_state["state"] == ["st-1"]
+    assert with_state["client_id"] == without["client_id"] == ["site-client"]
