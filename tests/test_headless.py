@@ -560,27 +560,24 @@ def test_profile_without_an_account_id_is_refused(client: Client, fake: Any) -> 
     assert nothing_persisted()
 
 
-def test_profile_with_an_account_id_too_long_to_store_is_refused(client: Client, fake: Any) -> None:
+@pytest.mark.parametrize(
+    ("status", "profile", "expected"),
+    [
+        pytest.param(200, {"id": "usr_" + "x" * 300}, "cloudsync_unavailable", id="an id too long to store"),
+        pytest.param(403, {"error": "insufficient_scope"}, "invalid_token", id="a token kept from it"),
+    ],
+)
+def test_a_profile_answer_that_names_no_storable_account_is_refused(
+    client: Client, fake: Any, status: int, profile: dict[str, str], expected: str
+) -> None:
     issued = fake.issue_tokens()
-    fake.respond_next("me", 200, json.dumps({"id": "usr_" + "x" * 300}).encode(), JSON_HEADERS)
+    fake.respond_next("me", status, json.dumps(profile).encode(), JSON_HEADERS)
 
     response = post_app_token(
         client, app_token_body({"client_id": fake.client_id, "access_token": issued["access_token"]})
     )
 
-    assert [error["code"] for error in errors_of(response)] == ["cloudsync_unavailable"]
-    assert nothing_persisted()
-
-
-def test_token_that_may_not_read_the_profile_is_refused(client: Client, fake: Any) -> None:
-    issued = fake.issue_tokens()
-    fake.respond_next("me", 403, json.dumps({"error": "insufficient_scope"}).encode(), JSON_HEADERS)
-
-    response = post_app_token(
-        client, app_token_body({"client_id": fake.client_id, "access_token": issued["access_token"]})
-    )
-
-    assert [(error["code"], error["param"]) for error in errors_of(response)] == [("invalid_token", "token")]
+    assert [error["code"] for error in errors_of(response)] == [expected]
     assert fake.counters["api_calls"] == 1
     assert nothing_persisted()
 
