@@ -189,6 +189,22 @@ def test_a_wrong_client_secret_is_a_friendly_message(
     assert "not-the-client-secret" not in response.content.decode()
 
 
+def test_a_grant_whose_app_left_the_settings_is_a_configuration_message(
+    admin_client: Client, token: Any, fake: Any, settings: Any
+) -> None:
+    settings.SOCIALACCOUNT_PROVIDERS["cloudsync"]["APPS"] = [
+        {"client_id": "another-app", "secret": "s3cr3t-x"}
+    ]
+
+    response, messages = run_action(admin_client, "refresh_now", token)
+
+    assert len(messages) == 1
+    assert messages[0].startswith("usr_ada: not refreshed, django-cloudsync is not configured: ")
+    assert fake.counters["refresh_attempts"] == 0
+    assert CloudSyncToken.objects.get().version == token.version
+    assert_shows_none_of(response, [*secrets_of(token, fake), "s3cr3t-x"])
+
+
 def test_refresh_now_with_a_revoked_grant_says_the_user_must_authorize_again(
     admin_client: Client, token: Any, fake: Any
 ) -> None:

@@ -16,7 +16,7 @@ from django.core.checks import CheckMessage, run_checks
 from django.core.management import call_command
 from django.core.management.base import SystemCheckError
 
-from django_cloudsync import checks
+from django_cloudsync import checks, conf
 from django_cloudsync.crypto import generate_key
 from django_cloudsync.middleware import CloudSyncMiddleware
 
@@ -129,7 +129,7 @@ def test_a_key_equal_to_the_secret_key_is_e003(settings: Any) -> None:
 
 
 def test_a_key_equal_to_a_secret_key_fallback_is_e003(settings: Any) -> None:
-    settings.SECRET_KEY_FALLBACKS = ["an-old-secret-key", KEY]
+    settings.SECRET_KEY_FALLBACKS = ["", "an-old-secret-key", KEY]  # an empty one is no key
     settings.CLOUDSYNC_ENCRYPTION_KEYS = [KEY]
 
     assert ids(checks.check_encryption_keys()) == ["django_cloudsync.E003"]
@@ -140,6 +140,15 @@ def test_a_malformed_key_does_not_hide_another_key_equal_to_the_secret_key(setti
     settings.CLOUDSYNC_ENCRYPTION_KEYS = ["nonsense", OTHER_KEY]
 
     assert ids(checks.check_encryption_keys()) == ["django_cloudsync.E002", "django_cloudsync.E003"]
+
+
+def test_one_key_given_as_a_string_is_checked_as_a_ring_of_one(settings: Any) -> None:
+    settings.CLOUDSYNC_ENCRYPTION_KEYS = KEY
+    assert checks.check_encryption_keys() == []
+
+    settings.SECRET_KEY = KEY
+
+    assert ids(checks.check_encryption_keys()) == ["django_cloudsync.E003"]
 
 
 def test_freshly_generated_keys_pass(settings: Any) -> None:
@@ -204,6 +213,16 @@ def test_cloudsync_middleware_after_authentication_passes(settings: Any, middlew
     settings.MIDDLEWARE = middleware
 
     assert checks.check_middleware() == []
+
+
+def test_a_middleware_that_does_not_import_is_compared_by_its_path(settings: Any) -> None:
+    # Django reports the import error itself; the order of ours is still checked around it.
+    settings.MIDDLEWARE = [SESSIONS, "site.missing.Middleware", AUTH, MIDDLEWARE]
+    assert checks.check_middleware() == []
+
+    settings.MIDDLEWARE = [SESSIONS, MIDDLEWARE, "site.missing.Middleware", AUTH]
+
+    assert ids(checks.check_middleware()) == ["django_cloudsync.E005"]
 
 
 def test_a_subclass_before_authentication_is_still_e005(settings: Any) -> None:
@@ -358,6 +377,7 @@ def test_app_redirect_uris_an_app_can_use_pass(provider: Any, uri: str) -> None:
         pytest.param("https:///no-host", id="no-host"),
         pytest.param("", id="empty"),
         pytest.param(None, id="not-a-string"),
+        pytest.param("https://[::1/callback", id="malformed"),
     ],
 )
 def test_an_app_redirect_uri_an_app_cannot_use_is_e010_naming_its_position(provider: Any, uri: Any) -> None:
@@ -374,6 +394,7 @@ def test_app_redirect_uris_that_are_not_a_list_are_e010(provider: Any, value: An
     provider["APP_REDIRECT_URIS"] = value
 
     assert ids(checks.check_provider()) == ["django_cloudsync.E010"]
+    assert conf.app_redirect_uris() == []  # and no app signs in with a code meanwhile
 
 
 def test_app_redirect_uris_without_headless_is_w007(provider: Any) -> None:
@@ -581,6 +602,13 @@ def test_no_e011_when_allauth_trusts_cloudsyncs_addresses(new_site_mail: Any, pr
     provider["VERIFIED_EMAIL"] = True
 
     assert checks.check_sign_up_mail() == []
+
+
+@pytest.mark.parametrize("missing", ["allauth.socialaccount", "allauth.account"])
+def test_no_e011_without_allauths_apps_which_is_e004(new_site_mail: Any, missing: str) -> None:
+    with installed_apps_without(missing):
+        assert checks.check_sign_up_mail() == []
+        assert ids(checks.check_installed_apps()) == ["django_cloudsync.E004"]
 
 
 def test_e011_stops_manage_py_check_until_silenced_for_a_local_mail_server(new_site_mail: Any) -> None:

@@ -218,6 +218,22 @@ def test_malformed_credential_is_refused_without_echoing_it(bad: str) -> None:
     assert not bad or bad not in str(caught.value)
 
 
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"timeout": 0}, "timeout"),
+        ({"timeout": (5, 0)}, "timeout"),
+        ({"max_retries": -1}, "max_retries"),
+        ({"max_retries": 1.5}, "max_retries"),
+        ({"backoff": -0.1}, "backoff"),
+        ({"deadline": 0}, "deadline"),
+    ],
+)
+def test_bounds_that_make_no_sense_are_refused(kwargs: dict[str, Any], match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        CloudSync(api_key=new_api_key(), **kwargs)
+
+
 def test_settings_are_read_at_call_time(settings: Any, fake: FakeCloudSync) -> None:
     client = CloudSync(api_key=new_api_key())
     settings.CLOUDSYNC_TIMEOUT = 7
@@ -715,6 +731,12 @@ def test_repr_and_str_hide_the_secret(
     assert tokens["access_token"] not in repr(by_token)
     assert repr(by_token).startswith("<CloudSync access_token(test) http://127.0.0.1:")
     assert repr(CloudSync(token_source=source)).startswith("<CloudSync token_source(MemoryTokenSource) ")
+
+
+def test_repr_never_raises_even_with_a_broken_api_url(settings: Any) -> None:
+    settings.SOCIALACCOUNT_PROVIDERS = {"cloudsync": {"API_URL": "https://[::1"}}  # unclosed bracket
+
+    assert repr(CloudSync(api_key="sk_live_abc")) == "<CloudSync api_key(live) ?>"
 
 
 def test_logs_never_contain_a_secret(

@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 import pytest
 from asgiref.sync import async_to_sync
 
-from django_cloudsync import dialect, errors, http
+from django_cloudsync import dialect, errors, http, policy
 from django_cloudsync.client import AsyncTokenSource, CloudSync
 from django_cloudsync.testing.fake import FakeCloudSync
 from tests.test_client import ALL_SCOPES, MemoryTokenSource, ScriptedServer, new_api_key
@@ -190,6 +190,55 @@ def test_aclose_closes_the_pool_and_the_next_call_opens_another(
     assert first.is_closed
     assert first is not second
     assert after - before == 2
+
+
+def test_a_client_closed_behind_the_pools_back_is_replaced_and_both_close_with_the_loop(
+    fake: FakeCloudSync, client: CloudSync
+) -> None:
+    async def close_it_directly() -> tuple[Any, Any]:
+        await client.ame()
+        first = await http.get_async_client()
+        await first.aclose()  # not through http.aclose(): the pool still holds it
+        await client.ame()
+        return first, await http.get_async_client()
+
+    first, second = run(close_it_directly)
+
+    assert first is not second
+    assert first.is_closed
+    assert second.is_closed
+    assert fake.counters["api_calls"] == 2
+
+
+def test_aclose_without_a_pool_does_nothing(fake: FakeCloudSync, client: CloudSync) -> None:
+    async def close_twice() -> Any:
+        await http.aclose()  # this loop has made no call yet
+        await client.ame()
+        await http.aclose()
+        await http.aclose()
+        return await client.ame()
+
+    assert run(close_twice)["id"] == "usr_ada"
+    assert fake.counters["api_calls"] == 2
+
+
+def test_after_a_fork_the_child_opens_pools_of_its_own(fake: FakeCloudSync, client: CloudSync) -> None:
+    # What os.register_at_fork runs in a child, called here (forking a threaded test process is
+    # deprecated): the parent's pool is forgotten, so the child's next call opens a connection.
+    async def fork_between() -> tuple[Any, Any, int]:
+        await client.ame()
+        parents = await http.get_async_client()
+        http._forget_async_pools()
+        before = fake.counters["connections"]
+        await client.ame()
+        return parents, await http.get_async_client(), fake.counters["connections"] - before
+
+    parents, childs, opened = run(fork_between)
+
+    assert childs is not parents
+    assert opened == 1
+    assert parents.is_closed
+    assert childs.is_closed
 
 
 def test_loops_in_two_threads_get_pools_of_their_own(fake: FakeCloudSync, client: CloudSync) -> None:
@@ -422,6 +471,14 @@ def test_no_secret_in_errors_reprs_or_logs(
     for text in shown:
         for secret in secrets:
             assert secret not in text
+
+
+def test_the_async_drivers_credential_does_not_show_its_token() -> None:
+    # What an error report on Django 4.2 prints for the coroutine's local (see policy.Credential).
+    credential = policy.Credential("at_test_secret")
+
+    assert repr(credential) == "<Credential>"
+    assert credential.value == "at_test_secret"
 
 
 def test_a_network_error_report_shows_no_key(settings: Any) -> None:

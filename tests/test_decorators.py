@@ -194,6 +194,19 @@ def test_dead_grant_in_a_decorated_view_goes_through_consent(rf: Any) -> None:
     assert_consent_redirect(response, next_url="/reports/", scope="workspaces:read,offline_access")
 
 
+def test_other_cloudsync_errors_in_a_decorated_page_are_left_to_django(rf: Any) -> None:
+    failure = errors.ServerError(status=503)
+
+    def view(request: HttpRequest) -> HttpResponse:
+        raise failure
+
+    user = connected_with(["workspaces:read"])
+
+    with pytest.raises(errors.ServerError) as caught:
+        call(cloudsync_required(view), rf, user, "/reports/")
+    assert caught.value is failure  # the view's own error, for Django's 500 handling
+
+
 def test_decorated_view_gets_request_user_cloudsync_without_the_middleware(rf: Any) -> None:
     seen: dict[str, Any] = {}
 

@@ -20,7 +20,7 @@ from django.test.utils import CaptureQueriesContext
 from django_cloudsync.models import CloudSyncToken
 from django_cloudsync.sources import client_for
 from django_cloudsync.testing.flow import app_authorization, consent
-from tests.helpers import nothing_persisted, stored_state
+from tests.helpers import JSON_HEADERS, nothing_persisted, stored_state
 
 pytestmark = pytest.mark.django_db
 
@@ -560,6 +560,28 @@ def test_profile_without_an_account_id_is_refused(client: Client, fake: Any) -> 
     assert nothing_persisted()
 
 
+@pytest.mark.parametrize(
+    ("status", "profile", "expected"),
+    [
+        pytest.param(200, {"id": "usr_" + "x" * 300}, "cloudsync_unavailable", id="an id too long to store"),
+        pytest.param(403, {"error": "insufficient_scope"}, "invalid_token", id="a token kept from it"),
+    ],
+)
+def test_a_profile_answer_that_names_no_storable_account_is_refused(
+    client: Client, fake: Any, status: int, profile: dict[str, str], expected: str
+) -> None:
+    issued = fake.issue_tokens()
+    fake.respond_next("me", status, json.dumps(profile).encode(), JSON_HEADERS)
+
+    response = post_app_token(
+        client, app_token_body({"client_id": fake.client_id, "access_token": issued["access_token"]})
+    )
+
+    assert [error["code"] for error in errors_of(response)] == [expected]
+    assert fake.counters["api_calls"] == 1
+    assert nothing_persisted()
+
+
 def test_token_authentication_can_be_turned_off(client: Client, fake: Any, settings: Any) -> None:
     settings.SOCIALACCOUNT_PROVIDERS["cloudsync"]["TOKEN_AUTHENTICATION"] = False
     issued = fake.issue_tokens()
@@ -854,6 +876,23 @@ def test_cloudsync_trouble_during_an_app_code_sign_in_is_a_400_never_a_500(
     response = post_app_code(client, app_code_body(authorized))
 
     assert [error["code"] for error in errors_of(response)] == ["cloudsync_unavailable"]
+    assert nothing_persisted()
+
+
+def test_cloudsync_refusing_the_sites_credentials_is_logged_for_its_operator(
+    client: Client, fake: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    authorized = authorized_app(fake)
+    fake.respond_next("token", 401, json.dumps({"error": "invalid_client"}).encode(), JSON_HEADERS)
+
+    with caplog.at_level("ERROR", logger="django_cloudsync"):
+        response = post_app_code(client, app_code_body(authorized))
+
+    assert [error["code"] for error in errors_of(response)] == ["invalid_token"]
+    assert [record.getMessage() for record in caplog.records if record.levelname == "ERROR"] == [
+        "CloudSync refused this site's client credentials (invalid_client)"
+    ]
+    assert fake.client_secret not in caplog.text
     assert nothing_persisted()
 
 

@@ -324,6 +324,63 @@ def test_reloading_request_user_drops_the_cached_client(client: Client, fake: An
     assert seen[2] == ada.get_username()
 
 
+class OtherLazyUser(SimpleLazyObject):  # type: ignore[type-arg]  # generic only in the stubs
+    """A lazy user of another library's own class (allauth headless reloads one like this)."""
+
+
+@pytest.mark.parametrize("loaded", [False, True], ids=["not loaded", "loaded"])
+def test_another_librarys_lazy_user_is_proxied_sharing_its_loader(
+    client: Client, fake: Any, rf: Any, loaded: bool
+) -> None:
+    signed_in(client)
+    ada = User.objects.get()
+    request = rf.get("/")
+    request.user = lazy = OtherLazyUser(lambda: ada)
+    if loaded:
+        lazy.pk  # noqa: B018 -- loads it
+
+    CloudSyncMiddleware(lambda request: HttpResponse())(request)
+
+    assert type(request.user) is UserWithCloudSync
+    assert (request.user._wrapped is ada) is loaded  # a loaded user is not loaded twice
+    assert request.user.pk == ada.pk
+    assert request.user.cloudsync is not None
+
+
+def test_setting_an_attribute_on_the_user_keeps_the_cached_client(client: Client, fake: Any, rf: Any) -> None:
+    signed_in(client)
+    request = rf.get("/")
+    request.user = User.objects.get()
+    CloudSyncMiddleware(lambda request: HttpResponse())(request)
+    cached = request.user.cloudsync
+
+    request.user.marker = "set by a view"
+
+    assert request.user.marker == "set by a view"
+    with CaptureQueriesContext(connection) as captured:
+        assert request.user.cloudsync is cached
+    assert len(captured) == 0
+
+
+def test_auser_wraps_a_user_an_api_framework_set_after_the_middleware(rf: Any) -> None:
+    request = rf.get("/")
+    request.user = AnonymousUser()
+
+    async def auser() -> Any:  # Django's, as AuthenticationMiddleware sets it
+        return request.user
+
+    request.auser = auser
+    CloudSyncMiddleware(lambda request: HttpResponse())(request)
+    api_user = AnonymousUser()
+    request.user = SimpleLazyObject(lambda: api_user)  # e.g. DRF's authentication, plain Django's lazy user
+
+    user = async_to_sync(request.auser)()
+
+    assert type(user) is UserWithCloudSync
+    assert user._wrapped is api_user  # loaded (in a thread: it has no async loader of its own)
+    assert not user.is_authenticated
+
+
 def test_request_user_is_still_the_user(client: Client, fake: Any, rf: Any) -> None:
     signed_in(client)
     user = User.objects.get()
@@ -377,7 +434,8 @@ def test_error_pages_hide_sensitive_variables_even_with_debug_on(
     assert secret not in response.content.decode()
 
 
-def test_a_reporter_filter_the_site_set_on_the_request_is_kept(rf: Any) -> None:
+def test_a_reporter_filter_the_site_set_on_the_request_is_kept(rf: Any, settings: Any) -> None:
+    settings.DEBUG = True  # when the middleware would otherwise set its own
     request = rf.get("/")
     request.user = AnonymousUser()
     site_filter = SafeExceptionReporterFilter()

@@ -17,6 +17,8 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import pytest
 from allauth.socialaccount.models import SocialAccount, SocialToken
 from django.contrib.auth import get_user_model
+from django.contrib.auth.models import AnonymousUser
+from django.contrib.sessions.backends.db import SessionStore
 from django.db import connection
 from django.test import Client
 from django.urls import reverse
@@ -24,6 +26,7 @@ from django.urls import reverse
 from django_cloudsync import checks, conf, oauth, tokens
 from django_cloudsync.models import CloudSyncToken
 from django_cloudsync.socialaccount.provider import PROTECTED_AUTH_PARAMS
+from django_cloudsync.socialaccount.views import CloudSyncOAuth2Client
 from django_cloudsync.sources import client_for
 from django_cloudsync.testing.flow import app_authorization, consent, sign_in
 from tests.test_headless import stored_anywhere
@@ -255,3 +258,48 @@ def test_w002_says_what_allauth_really_keeps(settings: Any, fake: Any) -> None:
     assert "empty SocialToken" in warning.msg
     assert "encrypted, in its own table only" in warning.msg
     assert "copy of every token" not in warning.msg
+
+
+@pytest.mark.parametrize(
+    ("extra_data", "shown"),
+    [
+        ({"name": "Ada Lovelace", "email": "ada@example.com"}, "Ada Lovelace"),
+        ({"email": "ada@example.com"}, "ada@example.com"),
+        ({}, "usr_ada"),
+        (None, "usr_ada"),
+    ],
+)
+def test_an_account_is_shown_by_its_name_else_its_email_else_its_id(extra_data: Any, shown: str) -> None:
+    # allauth's "Account Connections" page lists each connected account by this.
+    account = SocialAccount(provider=conf.PROVIDER_ID, uid="usr_ada", extra_data=extra_data)
+
+    assert account.get_provider_account().to_str() == shown
+
+
+def test_a_redirect_without_a_scope_outside_headless_asks_for_the_sites_scope(rf: Any, fake: Any) -> None:
+    from allauth.socialaccount.adapter import get_adapter
+
+    request = rf.get("/")
+    request.user = AnonymousUser()
+    request.session = SessionStore()
+    provider = get_adapter().get_provider(request, conf.PROVIDER_ID)
+
+    response = provider.redirect(request, "login")
+
+    assert authorize_params(response)["scope"] == ["workspaces:read offline_access"]
+
+
+def test_the_authorize_url_carries_a_state_only_when_allauth_set_one(rf: Any) -> None:
+    # As allauth's own OAuth2Client: its flows always set one, and it is then always sent.
+    oauth_client = CloudSyncOAuth2Client(
+        rf.get("/"), "site-client", "unused", "POST", "https://auth.example/oauth/token", CALLBACK_URL
+    )
+    url = "https://auth.example/oauth/authorize"
+
+    without = parse_qs(urlsplit(oauth_client.get_redirect_url(url, ["workspaces:read"], {})).query)
+    oauth_client.state = "st-1"  # type: ignore[assignment]  # inferred from allauth's `self.state = None`
+    with_state = parse_qs(urlsplit(oauth_client.get_redirect_url(url, ["workspaces:read"], {})).query)
+
+    assert "state" not in without
+    assert with_state["state"] == ["st-1"]
+    assert with_state["client_id"] == without["client_id"] == ["site-client"]

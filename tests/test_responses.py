@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from types import SimpleNamespace
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
+from allauth.headless.constants import Client as HeadlessClient
 from django.test import Client, RequestFactory
+from django.urls import include, path
 
 from django_cloudsync import errors, responses
 from django_cloudsync.models import CloudSyncToken
@@ -58,6 +61,7 @@ def envelope(response: Any, status: int) -> dict[str, Any]:
         ("application/json;q=oops", False),
         ("text/plain, " * 40 + "application/json", False),  # past the ranges read
         ("APPLICATION/JSON", True),
+        ("application/json; charset=utf-8", True),  # a parameter that is not q
     ],
 )
 def test_prefers_json_reads_the_accept_header(accept: str, expected: bool) -> None:
@@ -78,6 +82,55 @@ def test_prefers_json_reads_the_accept_header(accept: str, expected: bool) -> No
 )
 def test_the_client_is_read_from_the_request(headers: RequestHeaders, client: str | None) -> None:
     assert responses.headless_client(RequestFactory().get("/", **headers)) == client
+
+
+@pytest.mark.parametrize("marked", [HeadlessClient.APP, HeadlessClient.BROWSER], ids=["app", "browser"])
+def test_allauth_headless_marks_its_own_requests_with_their_client(marked: HeadlessClient) -> None:
+    request = RequestFactory().get("/")  # no header: only allauth's mark says who asks
+    request.allauth = SimpleNamespace(headless=SimpleNamespace(client=marked))  # type: ignore[attr-defined]  # as its views set it
+
+    assert responses.headless_client(request) == marked.value
+
+
+# How the client connects CloudSync (data.flows), by what the site serves.
+
+#: A site without allauth headless: its URLs, as ROOT_URLCONF.
+urlpatterns = [path("accounts/", include("allauth.urls"))]
+
+
+def flow_ids(request: Any) -> list[str]:
+    return [flow["id"] for flow in responses.connect_flows(request, ["workspaces:write"])]
+
+
+def test_without_allauth_headless_a_json_client_is_sent_to_allauths_login_url(settings: Any) -> None:
+    settings.ROOT_URLCONF = __name__
+
+    flows = responses.connect_flows(
+        RequestFactory().get("/", HTTP_ACCEPT="application/json"), ["workspaces:write"]
+    )
+
+    assert [(flow["id"], flow["method"]) for flow in flows] == [("redirect", "GET")]
+    query = parse_qs(urlsplit(flows[0]["url"]).query)
+    assert query == {"process": ["connect"], "scope": ["workspaces:write"]}
+
+
+@pytest.mark.parametrize(
+    ("provider_settings", "ids"),
+    [
+        ({}, ["cloudsync_app_code", "provider_token"]),
+        ({"APP_REDIRECT_URIS": []}, ["provider_token"]),
+        ({"TOKEN_AUTHENTICATION": False}, ["cloudsync_app_code"]),
+        # An app the site lets sign in neither way is offered what a browser gets.
+        ({"APP_REDIRECT_URIS": [], "TOKEN_AUTHENTICATION": False}, ["provider_redirect"]),
+    ],
+)
+def test_an_app_is_offered_the_flows_the_site_turned_on(
+    fake: Any, settings: Any, provider_settings: dict[str, Any], ids: list[str]
+) -> None:
+    settings.SOCIALACCOUNT_PROVIDERS["cloudsync"].update(provider_settings)
+    app = RequestFactory().get("/", HTTP_X_SESSION_TOKEN="anything")
+
+    assert flow_ids(app) == ids
 
 
 # @cloudsync_required and the middleware answer JSON to those who want it, and redirect pages.
@@ -199,6 +252,12 @@ def test_a_scope_parameter_that_is_not_scope_names_is_a_400(client: Client, fake
 
 
 # The table.
+
+
+def test_a_code_that_is_not_in_the_table_has_no_row() -> None:
+    assert responses.error_row(responses.NOT_CONNECTED).status == 403
+    with pytest.raises(LookupError):
+        responses.error_row("cloudsync_no_such_code")
 
 
 def test_every_error_class_has_a_row_and_subclasses_come_first() -> None:

@@ -63,6 +63,9 @@ def test_pkce_can_be_turned_off(client: Any, fake: Any, settings: Any) -> None:
     settings.SOCIALACCOUNT_PROVIDERS["cloudsync"]["OAUTH_PKCE_ENABLED"] = False
 
     assert "code_challenge" not in parse_qs(urlsplit(start(client)).query)
+    assert sign_in(client).status_code == 302
+    assert "code_verifier" not in fake.last_token_request  # none was made, none is sent
+    assert CloudSyncToken.objects.count() == 1
 
 
 def test_login_view_wants_a_post(client: Any, fake: Any) -> None:
@@ -427,6 +430,14 @@ def test_token_endpoint_failures_show_the_failure_page(
     fake.fail_next("token", fault)
 
     response = client.get(callback)
+
+    assert_failure_page(response)
+    assert nothing_persisted()
+
+
+@pytest.mark.parametrize("body", [b"[]", b'"at_test_abc"', b"null"])
+def test_a_token_answer_that_is_not_a_json_object_shows_the_failure_page(fake: Any, body: bytes) -> None:
+    response = sign_in_answered(fake, 200, body)
 
     assert_failure_page(response)
     assert nothing_persisted()

@@ -12,9 +12,11 @@ from __future__ import annotations
 import contextlib
 import gzip
 import json
+import threading
 import tracemalloc
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -353,6 +355,58 @@ def test_a_deadline_bounds_every_wait_and_counts_the_waits_scheduled() -> None:
     assert not deadline.schedule_wait(10.0)  # nothing would be left for the attempt after it
     with pytest.raises(ValueError, match="positive"):
         wire.Deadline(0)
+
+
+class _CutShortHandler(BaseHTTPRequestHandler):
+    """Announces a 100-byte JSON body, sends a few bytes of it and hangs up."""
+
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
+        pass
+
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", "100")
+        self.end_headers()
+        self.wfile.write(b'{"id": "usr')
+        self.close_connection = True
+
+
+@pytest.fixture
+def cut_short() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _CutShortHandler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+@CALLS
+def test_a_body_cut_short_is_a_network_error(cut_short: str, me: Callable[[CloudSync], Any]) -> None:
+    api = CloudSync(api_key="sk_test_abc", base_url=cut_short, max_retries=0)
+
+    with pytest.raises(errors.NetworkError) as caught:
+        me(api)
+
+    assert "sk_test_abc" not in str(caught.value)
+
+
+@CALLS
+def test_an_answer_that_closes_its_connection_is_read_in_full(
+    scripted: ScriptedServer, me: Callable[[CloudSync], Any]
+) -> None:
+    # "Connection: close": http.client lets go of the connection's socket before the body is read.
+    for _ in range(2):
+        scripted.answer(200, {"id": "usr_ada"}, {"Connection": "close"})
+    api = CloudSync(api_key="sk_test_abc", base_url=scripted.url)
+
+    assert me(api)["id"] == "usr_ada"
+    assert me(api)["id"] == "usr_ada"
+    assert len(scripted.requests) == 2
 
 
 # -- paths: refused before any request -------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from datetime import datetime, timezone
 from typing import Any
 
@@ -100,3 +101,43 @@ def test_retry_after_takes_seconds_or_a_date() -> None:
     assert wire.retry_after_seconds("Wed, 01 Jan 2025 00:00:30 GMT", now=now) == 30.0
     assert wire.retry_after_seconds("\u00b2") is None
     assert wire.retry_after_seconds("") is None
+
+
+def test_a_path_that_would_give_a_base_without_a_host_one_is_refused() -> None:
+    # split_base_url() refuses such a base first; join_url() holds on its own all the same.
+    with pytest.raises(ValueError, match="stay on"):
+        wire.join_url("https:/", "/v1/me")  # "https://v1/me": the path became the host
+
+
+@pytest.mark.parametrize(
+    ("base", "shown"),
+    [
+        ("https://user:pw@api.example/base", "https://api.example/base"),
+        ("http://[::1]:8000", "http://[::1]:8000"),
+    ],
+)
+def test_a_base_url_is_displayed_without_userinfo(base: str, shown: str) -> None:
+    assert wire.display_url(base) == shown
+
+
+def test_scrubbing_skips_empty_secrets() -> None:
+    # A request may carry an empty value (no PKCE verifier): it must not redact every gap.
+    assert wire.scrub("code at_test_abc\n", ["", "at_test_abc"]) == f"code {wire.REDACTED} "
+    assert wire.scrub("", ["x"]) is None
+
+
+def test_retry_after_reads_a_date_in_minus_zero_as_gmt() -> None:
+    now = datetime(2025, 1, 1, tzinfo=timezone.utc)
+    assert wire.retry_after_seconds("Wed, 01 Jan 2025 00:00:30 -0000", now=now) == 30.0
+    assert wire.retry_after_seconds("Tue, 31 Dec 2024 23:59:00 GMT", now=now) == 0.0
+    assert wire.retry_after_seconds("soon") is None
+
+
+def test_a_deadline_that_has_passed_bounds_nothing_and_says_so() -> None:
+    # The smallest positive float: over as soon as it starts (the clock cannot tell it from now).
+    deadline = wire.Deadline(sys.float_info.min)
+
+    assert deadline.remaining() == 0.0
+    with pytest.raises(errors.Timeout, match="CLOUDSYNC_DEADLINE"):
+        deadline.bound(5.0)
+    assert repr(deadline) == f"<Deadline {sys.float_info.min:g}s, 0.000s left>"

@@ -99,18 +99,19 @@ class _NoRedirectSession(requests.Session):
 def get_session() -> requests.Session:
     """The process-wide pooled session, created on first use."""
     global _session
-    if _session is None:
-        with _lock:
-            if _session is None:
-                session = _NoRedirectSession()
-                adapter = HTTPAdapter(pool_connections=4, pool_maxsize=32, max_retries=0)
-                session.mount("https://", adapter)
-                session.mount("http://", adapter)
-                session.headers.update(BASE_HEADERS)
-                # Credentials come only from our own Authorization header, never from ~/.netrc.
-                session.trust_env = False
-                _session = session
-    return _session
+    # Always under the lock (an uncontended lock costs nothing next to an HTTP exchange): two
+    # threads' first calls get one session, never two pools.
+    with _lock:
+        if _session is None:
+            session = _NoRedirectSession()
+            adapter = HTTPAdapter(pool_connections=4, pool_maxsize=32, max_retries=0)
+            session.mount("https://", adapter)
+            session.mount("http://", adapter)
+            session.headers.update(BASE_HEADERS)
+            # Credentials come only from our own Authorization header, never from ~/.netrc.
+            session.trust_env = False
+            _session = session
+        return _session
 
 
 def reset_session() -> None:
@@ -281,7 +282,9 @@ def _bounded_body(status: int, headers: Mapping[str, str]) -> wire.BoundedBody:
     )
 
 
-if hasattr(os, "register_at_fork"):
+# os.register_at_fork exists on every POSIX Python, and only there can a process fork; the tox
+# matrix and CI are POSIX, so the other side of this branch (Windows) is never taken.
+if hasattr(os, "register_at_fork"):  # pragma: no branch
     os.register_at_fork(after_in_child=reset_session)
     os.register_at_fork(after_in_child=_forget_async_pools)
 

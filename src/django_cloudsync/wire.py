@@ -112,9 +112,8 @@ def check_path(path: str) -> None:
         raise ValueError("path must be a relative API path starting with '/', such as '/v1/files'")
     if "\\" in path or "#" in path or _CONTROL_CHARS.search(path) or any(c.isspace() for c in path):
         raise ValueError("path contains characters that are not allowed in an API path")
+    # Starting with one "/", it has no scheme and no host: urlsplit() finds neither.
     parts = urlsplit(path)
-    if parts.scheme or parts.netloc:
-        raise ValueError("path must be relative to CloudSync's API, not an absolute URL")
     # Servers and proxies decode %2e, %2f and %5c before routing (some twice, hence %25), and
     # Tomcat-style servers read ";..." as path parameters: "/v1/files/..%2F..%2Fadmin" and
     # "/v1/files;/../admin" reach another service on the same host. Refused outright, whatever the
