@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 from io import StringIO
+from typing import Any
 
 import pytest
+from allauth.socialaccount.models import SocialAccount
+from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.db import connection
 from django.db.migrations.executor import MigrationExecutor
 
 from django_cloudsync.models import CloudSyncToken
+from django_cloudsync.oauth import TokenResponse
 
 APP = "django_cloudsync"
 
@@ -70,4 +74,28 @@ def test_every_migration_can_be_unapplied_and_applied_again() -> None:
         assert token_table_columns() == {field.column for field in CloudSyncToken._meta.concrete_fields}
     finally:
         # Whatever failed above, leave the schema as the rest of the suite expects it.
+        migrate_to([migrations[-1]])
+
+
+@pytest.mark.django_db(transaction=True)
+def test_undoing_the_owner_via_account_fills_the_user_column_from_each_rows_account() -> None:
+    migrations = app_migrations_in_order()
+    owner_via_account = migrations.index((APP, "0002_grant_client_id_owner_via_account"))
+    users = [get_user_model().objects.create(username=name) for name in ("ada", "bob")]
+    rows: dict[str, Any] = {}
+    for user in users:
+        account = SocialAccount.objects.create(user=user, provider="cloudsync", uid=f"usr_{user.username}")
+        row = CloudSyncToken(social_account=account, account_id=account.uid)
+        row.set_tokens(TokenResponse(f"at_test_{user.username}", None, expires_in=None, scope=None))
+        row.save()
+        rows[row.pk.hex] = user.pk
+    table = connection.ops.quote_name(CloudSyncToken._meta.db_table)
+    try:
+        migrate_to([migrations[owner_via_account - 1]])
+
+        with connection.cursor() as cursor:
+            cursor.execute(f"SELECT id, user_id FROM {table}")  # noqa: S608 (our own table's name)
+            owners = {str(pk).replace("-", ""): user_id for pk, user_id in cursor.fetchall()}
+        assert owners == rows
+    finally:
         migrate_to([migrations[-1]])

@@ -204,17 +204,24 @@ def test_an_interrupted_rotation_keeps_whole_batches_and_finishes_on_the_next_ru
     } == plaintexts
 
 
-def test_the_command_interrupted_says_how_to_resume(settings: Any) -> None:
+@pytest.mark.parametrize("stdout", [Terminal, io.StringIO], ids=["terminal", "pipe"])
+def test_the_command_interrupted_says_how_to_resume(settings: Any, stdout: type[io.StringIO]) -> None:
     settings.CLOUDSYNC_ENCRYPTION_KEYS = [OLD_KEY]
     make_rows(6)
     settings.CLOUDSYNC_ENCRYPTION_KEYS = [NEW_KEY, OLD_KEY]
     connection = connections[router.db_for_write(CloudSyncToken)]
+    output = stdout()
 
     with connection.execute_wrapper(interrupt_at_update(2)), pytest.raises(CommandError) as raised:
-        rotate("--batch-size", "3")
+        rotate("--batch-size", "3", stdout=output)
 
     assert raised.value.returncode == 130
     assert "run the command again" in str(raised.value)
+    # The report says what the saved batches did; on a terminal, on a line of its own after the bar's.
+    report = "Re-encrypted 3 rows under key"
+    expected = f"\rRe-encrypting [{'#' * 15}{'-' * 15}] 3/6 rows\n{report}" if output.isatty() else report
+    assert expected in output.getvalue()
+    assert "Every stored token" not in output.getvalue()  # 3 rows are still under the old key
     assert rotate_keys().rotated == 3
 
 
@@ -373,6 +380,87 @@ def test_a_row_deleted_mid_batch_is_counted_as_gone(on_each_database: str, setti
     assert set(key_ids_in_use()) == set(plaintexts) - {disconnected}
 
 
+def test_the_command_reports_rows_deleted_while_it_ran(settings: Any) -> None:
+    settings.CLOUDSYNC_ENCRYPTION_KEYS = [OLD_KEY]
+    disconnected = sorted(make_rows(4))[1]
+    settings.CLOUDSYNC_ENCRYPTION_KEYS = [NEW_KEY, OLD_KEY]
+    connection = connections[router.db_for_write(CloudSyncToken)]
+
+    with connection.execute_wrapper(
+        before_first_write(lambda: CloudSyncToken.objects.filter(pk=disconnected).delete())
+    ):
+        output = rotate()
+
+    assert "Re-encrypted 3 rows" in output
+    assert "1 rows were deleted while the command ran." in output
+    assert f"Every stored token is under key {NEW_ID}." in output
+
+
+def test_the_command_fails_naming_the_rows_that_changed_on_every_attempt(settings: Any) -> None:
+    settings.CLOUDSYNC_ENCRYPTION_KEYS = [OLD_KEY]
+    busy = sorted(make_rows(3))[0]
+    settings.CLOUDSYNC_ENCRYPTION_KEYS = [NEW_KEY, OLD_KEY]
+    connection = connections[router.db_for_write(CloudSyncToken)]
+    output = io.StringIO()
+
+    def refreshed_again() -> None:
+        CloudSyncToken.objects.filter(pk=busy).update(version=F("version") + 1)
+
+    with (
+        connection.execute_wrapper(before_each_write(refreshed_again)),
+        pytest.raises(CommandError) as raised,
+    ):
+        rotate(stdout=output)
+
+    assert raised.value.returncode == 1
+    assert (
+        str(raised.value)
+        == f"1 rows changed too often while the command ran ({busy}); run the command again."
+    )
+    assert "Re-encrypted 2 rows" in output.getvalue()
+    assert "Every stored token" not in output.getvalue()
+
+
+def test_the_command_stopped_at_its_limit_says_to_run_it_again(settings: Any) -> None:
+    settings.CLOUDSYNC_ENCRYPTION_KEYS = [OLD_KEY]
+    make_rows(5)
+    settings.CLOUDSYNC_ENCRYPTION_KEYS = [NEW_KEY, OLD_KEY]
+
+    first = rotate("--limit", "2")
+    second = rotate()
+
+    assert "Re-encrypted 2 rows" in first
+    assert "Stopped at --limit: run the command again to continue." in first
+    assert "Every stored token" not in first
+    assert "Re-encrypted 3 rows" in second
+    assert "2 were already under it" in second
+    assert "Stopped at --limit" not in second
+
+
+def test_rows_without_a_refresh_token_rotate_and_check_by_their_access_token(settings: Any) -> None:
+    settings.CLOUDSYNC_ENCRYPTION_KEYS = [OLD_KEY]
+    plaintexts = make_rows(3)
+    CloudSyncToken.objects.update(refresh_token_ciphertext="")  # CloudSync issued none
+    settings.CLOUDSYNC_ENCRYPTION_KEYS = [NEW_KEY, OLD_KEY]
+
+    before = rotation.check_keys()
+    result = rotation.rotate_keys()
+    after = rotation.check_keys()
+
+    assert (before.examined, before.stale, before.rows_per_key) == (3, 3, {OLD_ID: 3})
+    assert (result.rotated, result.complete) == (3, True)
+    assert (after.stale, after.rows_per_key) == (0, {NEW_ID: 3})
+    settings.CLOUDSYNC_ENCRYPTION_KEYS = [NEW_KEY]
+    assert readable_tokens() == {pk: (access, None) for pk, (access, _refresh) in plaintexts.items()}
+
+
+@pytest.mark.parametrize("option", ["batch_size", "limit"])
+def test_the_engine_refuses_a_batch_size_or_limit_below_one(option: str) -> None:
+    options: dict[str, Any] = {option: 0}
+    with pytest.raises(ValueError, match=f"{option} must be at least 1"):
+        rotation.KeyRotation(**options)
+
+
 def add_unreadable_rows(settings: Any) -> tuple[uuid.UUID, uuid.UUID]:
     """One row under a key nobody configured, one whose ciphertext was copied from another row."""
     keys = settings.CLOUDSYNC_ENCRYPTION_KEYS
@@ -440,6 +528,10 @@ def test_check_reports_unreadable_rows_by_id_and_exits_non_zero(settings: Any) -
     assert CloudSyncToken.objects.count() == 6
 
 
+#: What PostgreSQL's batches also run: the bound on row lock waits in their transaction.
+LOCK_BOUND = "set_config('lock_timeout'"
+
+
 def test_each_batch_takes_the_same_few_queries_whatever_the_row_count(
     on_each_database: str, settings: Any
 ) -> None:
@@ -457,7 +549,9 @@ def test_each_batch_takes_the_same_few_queries_whatever_the_row_count(
     assert run.result.rotated == 2000
     assert len(per_batch) == 4
     # Keyset pagination: one read of at most 500 rows per batch, then one that finds the end.
-    reads = [[sql for sql in batch if sql.startswith("SELECT")] for batch in per_batch]
+    reads = [
+        [sql for sql in batch if sql.startswith("SELECT") and LOCK_BOUND not in sql] for batch in per_batch
+    ]
     assert all(len(batch) == 1 and re.search(r"LIMIT 500\b", batch[0]) for batch in reads)
     assert "OFFSET" not in " ".join(sql for batch in per_batch for sql in batch)
     assert [sql.split()[0] for sql in after_last] == ["SELECT"]
@@ -468,7 +562,7 @@ def test_each_batch_takes_the_same_few_queries_whatever_the_row_count(
     writes = [[sql for sql in batch if sql.startswith("UPDATE")] for batch in per_batch]
     assert [len(batch) for batch in writes] == [-(-500 // chunk)] * 4
     assert len({len(batch) for batch in per_batch}) == 1  # nothing else that grows with the rows
-    assert len(per_batch[0]) <= 1 + len(writes[0]) + 2  # transaction control at most
+    assert len(per_batch[0]) <= 1 + len(writes[0]) + 3  # transaction control and the lock bound at most
     assert {frozenset(ids) for ids in key_ids_in_use().values()} == {frozenset({NEW_ID})}
 
 

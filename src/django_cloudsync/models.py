@@ -128,9 +128,6 @@ class CloudSyncToken(models.Model):
     def scopes(self) -> list[str]:
         return dialect.split_scope(self.scope)
 
-    def has_scopes(self, scopes: list[str] | tuple[str, ...]) -> bool:
-        return set(scopes) <= set(self.scopes)
-
     def is_expiring(self, now: datetime | None = None) -> bool:
         """Whether the access token should be refreshed before use.
 

@@ -37,20 +37,17 @@ _RECONNECT_ATTRIBUTE = "_cloudsync_reconnect"
 
 
 @receiver(social_account_updated, dispatch_uid="django_cloudsync.hold_on_lookup")
-def hold_tokens_of_an_existing_account(sender: Any, sociallogin: Any = None, **kwargs: Any) -> None:
+def hold_tokens_of_an_existing_account(sender: Any, sociallogin: SocialLogin, **kwargs: Any) -> None:
     # Sent from allauth's lookup, before SOCIALACCOUNT_STORE_TOKENS saves the SocialToken.
-    if sociallogin is not None:
-        tokens.hold_until_completed(sociallogin)
+    tokens.hold_until_completed(sociallogin)
 
 
 @receiver(pre_social_login, dispatch_uid="django_cloudsync.hold_before_decision")
 def hold_tokens_until_completed(
-    sender: Any, request: HttpRequest | None = None, sociallogin: Any = None, **kwargs: Any
+    sender: Any, sociallogin: SocialLogin, request: HttpRequest | None = None, **kwargs: Any
 ) -> None:
     # allauth's pipeline starts: from here until the view returns, its writes commit together.
     open_sign_in_transaction(request)
-    if sociallogin is None:
-        return
     tokens.hold_until_completed(sociallogin)
     if request is not None and sociallogin.state.get("process") == AuthProcess.CONNECT:
         # The site's adapter let it through (a veto there raises before this signal).

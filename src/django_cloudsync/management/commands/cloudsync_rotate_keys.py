@@ -109,7 +109,7 @@ class Command(BaseCommand):
         except KeyboardInterrupt:
             if progress is not None:
                 progress.finish()
-            self._report(rotation, checking=checking)
+            self._report(rotation, checking=checking, interrupted=True)
             raise CommandError(
                 "Interrupted. Every batch before the interruption is saved; run the command again "
                 "to finish (rows already under the first key are skipped).",
@@ -122,7 +122,7 @@ class Command(BaseCommand):
 
     # Reporting.
 
-    def _report(self, rotation: KeyRotation, *, checking: bool) -> None:
+    def _report(self, rotation: KeyRotation, *, checking: bool, interrupted: bool = False) -> None:
         cipher, tally = rotation.cipher, rotation.result
         primary = cipher.primary_key_id
         for row in tally.unreadable:
@@ -146,7 +146,7 @@ class Command(BaseCommand):
             self.stdout.write(f"{tally.gone} rows were deleted while the command ran.")
         if tally.limit_reached:
             self.stdout.write("Stopped at --limit: run the command again to continue.")
-        elif tally.complete:
+        elif tally.complete and not interrupted:
             self.stdout.write(
                 self.style.SUCCESS(
                     f"Every stored token is under key {primary}. Remove the other keys from "
