@@ -233,12 +233,12 @@ def test_after_a_fork_the_child_opens_pools_of_its_own(fake: FakeCloudSync, clie
         await client.ame()
         return parents, await http.get_async_client(), fake.counters["connections"] - before
 
-    parents, childs, opened = run(fork_between)
+    parents, children, opened = run(fork_between)
 
-    assert childs is not parents
+    assert children is not parents
     assert opened == 1
     assert parents.is_closed
-    assert childs.is_closed
+    assert children.is_closed
 
 
 def test_loops_in_two_threads_get_pools_of_their_own(fake: FakeCloudSync, client: CloudSync) -> None:
