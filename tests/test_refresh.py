@@ -145,7 +145,7 @@ def test_refresh_inside_the_callers_transaction_survives_its_rollback(
     seen: list[CloudSyncToken] = []
 
     def view() -> None:
-        with transaction.atomic():  # as under ATOMIC_REQUESTS
+        with transaction.atomic(using=on_server_database):  # as under ATOMIC_REQUESTS
             seen.append(tokens.refresh_if_expired(token))
             raise ViewFailed
 
@@ -163,7 +163,7 @@ def test_a_failed_refresh_inside_the_callers_transaction_raises_there_and_keeps_
     token = expire(signed_in(client))
     fake.fail_next("token", "server_error", times=10)  # every retry too
 
-    with pytest.raises(errors.ServerError), transaction.atomic():  # as under ATOMIC_REQUESTS
+    with pytest.raises(errors.ServerError), transaction.atomic(using=on_server_database):
         tokens.refresh_if_expired(token)  # on a connection of its own, in a thread of its own
 
     stored = CloudSyncToken.objects.get()
