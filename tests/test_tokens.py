@@ -136,54 +136,53 @@ def test_a_login_with_nothing_held_or_sealed_for_another_account_stores_nothing(
     ]
 
 
-def before_each_token_write(action: Callable[[], object], times: int) -> Callable[..., Any]:
-    """A database execute wrapper: ``action`` just before each of the first ``times`` writes of a
-    token row's ciphertexts (a refresh committing between the sign-in's read and its write)."""
+def refreshed_before_each_write(row: CloudSyncToken, times: int) -> Callable[..., Any]:
+    """A database execute wrapper: ``row`` gets a new version (as a refresh committing between
+    the sign-in's read and its write would give it) just before each of the first ``times``
+    writes of a token row's ciphertexts."""
     done = 0
 
     def wrapper(execute: Callable[..., Any], sql: str, *args: Any) -> Any:
         nonlocal done
         if done < times and sql.startswith("UPDATE") and "access_token_ciphertext" in sql:
             done += 1
-            action()
+            CloudSyncToken.objects.filter(pk=row.pk).update(version=F("version") + 1)
         return execute(sql, *args)
 
     return wrapper
 
 
+def stored_sign_in() -> tuple[SocialAccount, CloudSyncToken]:
+    """A CloudSync account and the row its first sign-in stored (``RESPONSE``'s tokens)."""
+    account = cloudsync_account()
+    row = tokens.store_from_sociallogin(held_login(account))
+    assert row is not None
+    return account, row
+
+
 @pytest.mark.django_db
 def test_a_sign_in_whose_row_changed_under_it_reads_again_and_its_grant_wins() -> None:
-    account = cloudsync_account()
-    first = tokens.store_from_sociallogin(held_login(account))
-    assert first is not None
-    refreshed = CloudSyncToken.objects.filter(pk=first.pk)
+    account, first = stored_sign_in()
 
-    with connection.execute_wrapper(
-        before_each_token_write(lambda: refreshed.update(version=F("version") + 1), 1)
-    ):
+    with connection.execute_wrapper(refreshed_before_each_write(first, times=1)):
         row = tokens.store_from_sociallogin(held_login(account, NEXT))
 
     assert row is not None
-    stored = refreshed.get()
+    stored = CloudSyncToken.objects.get(pk=first.pk)
     assert stored.access_token() == "at_test_next"
     assert stored.version == row.version == first.version + 2  # the refresh's write, then ours
 
 
 @pytest.mark.django_db
 def test_a_sign_in_whose_row_changes_on_every_attempt_gives_up_typed() -> None:
-    account = cloudsync_account()
-    first = tokens.store_from_sociallogin(held_login(account))
-    assert first is not None
-    refreshed = CloudSyncToken.objects.filter(pk=first.pk)
+    account, first = stored_sign_in()
 
     with (
-        connection.execute_wrapper(
-            before_each_token_write(lambda: refreshed.update(version=F("version") + 1), 1000)
-        ),
+        connection.execute_wrapper(refreshed_before_each_write(first, times=1000)),
         pytest.raises(errors.CloudSyncError, match="changed too often"),
     ):
         tokens.store_from_sociallogin(held_login(account, NEXT))
 
-    stored = refreshed.get()
+    stored = CloudSyncToken.objects.get(pk=first.pk)
     assert stored.access_token() == "at_test_sealed"  # the other writer's row, never overwritten
     assert stored.version == first.version + tokens._STORE_ATTEMPTS
