@@ -14,11 +14,11 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from django.db import OperationalError, connections
+from django.db import OperationalError, connections, transaction
 from django.test import Client
 from django.utils import timezone
 
-from django_cloudsync import errors, locking, tokens
+from django_cloudsync import errors, locking, signals, tokens
 from django_cloudsync.models import CloudSyncToken
 from tests.helpers import ADA, expire, signed_in
 
@@ -225,6 +225,49 @@ def test_a_sign_in_while_a_refresh_hangs_wins(client: Any, slow_cloudsync: Any) 
     assert slow_cloudsync.counters["refreshes"] == 1  # answered, and its tokens dropped
 
 
+def test_invalid_grant_for_a_grant_a_sign_in_replaced_meanwhile_forgets_nothing(
+    client: Any, slow_cloudsync: Any
+) -> None:
+    token = expire(signed_in(client))
+    slow_cloudsync.revoke_tokens()  # the refresh below is refused...
+    sent: list[dict[str, Any]] = []
+    signals.reauthorization_required.connect(lambda **kw: sent.append(kw), weak=False, dispatch_uid="t5")
+    try:
+        with hanging_refresh(slow_cloudsync, token) as refresher:
+            again = signed_in(client)  # ...but a new grant is stored before CloudSync answers
+            assert refresher.thread.is_alive()
+        used = refresher.join()
+    finally:
+        signals.reauthorization_required.disconnect(dispatch_uid="t5")
+
+    stored = CloudSyncToken.objects.get(pk=token.pk)
+    assert used.access_token() == stored.access_token() == again.access_token()
+    assert stored.refresh_lease_until is None  # the refused refresh gave its lease back
+    assert slow_cloudsync.counters["invalid_grants"] == 1
+    assert sent == []
+
+
+def test_a_worker_that_loses_the_claim_uses_the_winners_tokens(client: Any, fake: Any) -> None:
+    token = expire(signed_in(client))
+    still_expiring: Callable[[CloudSyncToken], bool] = lambda row: row.is_expiring()  # noqa: E731
+    winner = Refresher(lambda: tokens.refresh_if_expired(token))  # on a connection of its own
+
+    def another_worker_claims_first(execute: Callable[..., Any], sql: str, *args: Any) -> Any:
+        if sql.startswith("UPDATE") and winner.row is None:
+            winner.thread.start()  # between our read of the row and our claim of it
+            winner.join()
+        return execute(sql, *args)
+
+    with connections["default"].execute_wrapper(another_worker_claims_first):
+        row, outcome = tokens.refresh_once(token, still_expiring)
+
+    assert outcome is tokens.RefreshOutcome.UNCHANGED
+    assert row is not None
+    assert row.version == token.version + 1
+    assert row.access_token() == winner.join().access_token()
+    assert fake.counters["refresh_attempts"] == 1
+
+
 def test_sqlites_write_lock_held_too_long_is_a_typed_error(
     client: Any, fake: Any, settings: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -245,6 +288,86 @@ def test_sqlites_write_lock_held_too_long_is_a_typed_error(
     assert isinstance(raised.value.__cause__, OperationalError)
     assert fake.counters["refresh_attempts"] == 0
     assert tokens.refresh_if_expired(token).version == token.version + 1
+
+
+def test_sqlites_write_lock_held_a_moment_is_waited_out(
+    client: Any, fake: Any, settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    token = expire(signed_in(client))
+    settings.CLOUDSYNC_LOCK_TIMEOUT = PATIENCE  # far longer than the busy timeout
+    sqlite_busy_timeout(monkeypatch, 0.05)
+    holder = sqlite3.connect(connections["default"].settings_dict["NAME"], timeout=0)
+    holder.execute("BEGIN IMMEDIATE")
+    locked: list[str] = []
+
+    def release_after_the_first_failure(execute: Callable[..., Any], *args: Any) -> Any:
+        try:
+            return execute(*args)
+        except OperationalError as exc:
+            locked.append(str(exc))
+            holder.rollback()  # the other writer commits: the retry finds the lock free
+            raise
+
+    try:
+        with connections["default"].execute_wrapper(release_after_the_first_failure):
+            refreshed = tokens.refresh_if_expired(token)
+    finally:
+        holder.rollback()
+        holder.close()
+
+    assert locked == ["database is locked"]
+    assert refreshed.version == token.version + 1
+    assert fake.counters["refreshes"] == 1
+
+
+def test_a_row_lock_held_too_long_on_a_database_server_is_a_typed_error(
+    on_server_database: str, client: Any, fake: Any
+) -> None:
+    token = signed_in(client)
+    rows = CloudSyncToken.objects.filter(pk=token.pk)
+    if connections[on_server_database].vendor == "mysql":
+        # MySQL bounds a row lock wait itself (innodb_lock_wait_timeout, 50 s by default).
+        with connections[on_server_database].cursor() as cursor:
+            cursor.execute("SET SESSION innodb_lock_wait_timeout = 1")
+    locked, release = threading.Event(), threading.Event()
+
+    def hold_the_row() -> None:  # another worker's long transaction
+        try:
+            with transaction.atomic(using=on_server_database):
+                rows.select_for_update().get()
+                locked.set()
+                release.wait(timeout=PATIENCE)
+        finally:
+            connections.close_all()
+
+    holder = threading.Thread(target=hold_the_row, daemon=True)
+    holder.start()
+    assert locked.wait(timeout=PATIENCE)
+    try:
+        with pytest.raises(errors.LockTimeout) as raised:
+            locking.with_lock_retries(on_server_database, lambda: rows.update(scope="changed"), timeout=0.3)
+    finally:
+        release.set()
+        holder.join(timeout=PATIENCE)
+
+    assert isinstance(raised.value.__cause__, OperationalError)
+    assert rows.get().scope == token.scope
+    assert locking.with_lock_retries(on_server_database, lambda: rows.update(scope="changed")) == 1
+
+
+def test_a_database_error_that_is_not_a_lock_is_raised_as_it_is_at_once() -> None:
+    attempts = 0
+
+    def query_a_missing_table() -> None:
+        nonlocal attempts
+        attempts += 1
+        with connections["default"].cursor() as cursor:
+            cursor.execute("SELECT * FROM no_such_table")
+
+    with pytest.raises(OperationalError, match="no such table"):
+        locking.with_lock_retries("default", query_a_missing_table)
+
+    assert attempts == 1
 
 
 # The process-local locks themselves.

@@ -145,7 +145,7 @@ def test_refresh_inside_the_callers_transaction_survives_its_rollback(
     seen: list[CloudSyncToken] = []
 
     def view() -> None:
-        with transaction.atomic():  # as under ATOMIC_REQUESTS
+        with transaction.atomic(using=on_server_database):  # as under ATOMIC_REQUESTS
             seen.append(tokens.refresh_if_expired(token))
             raise ViewFailed
 
@@ -155,6 +155,64 @@ def test_refresh_inside_the_callers_transaction_survives_its_rollback(
     stored = CloudSyncToken.objects.get()
     assert stored.version == token.version + 1
     assert stored.access_token() == seen[0].access_token()
+
+
+def test_a_failed_refresh_inside_the_callers_transaction_raises_there_and_keeps_the_tokens(
+    on_server_database: str, client: Any, fake: Any
+) -> None:
+    token = expire(signed_in(client))
+    fake.fail_next("token", "server_error", times=10)  # every retry too
+
+    with pytest.raises(errors.ServerError), transaction.atomic(using=on_server_database):
+        tokens.refresh_if_expired(token)  # on a connection of its own, in a thread of its own
+
+    stored = CloudSyncToken.objects.get()
+    assert (stored.access_token_ciphertext, stored.version) == (token.access_token_ciphertext, token.version)
+    assert stored.refresh_lease_until is None
+    assert fake.counters["refreshes"] == 0
+
+
+def collect(signal: Any, uid: str) -> list[dict[str, Any]]:
+    """What ``signal`` sends until the test ends (its receiver is disconnected by the caller)."""
+    sent: list[dict[str, Any]] = []
+    signal.connect(lambda **kw: sent.append(kw), weak=False, dispatch_uid=uid)
+    return sent
+
+
+def test_a_row_deleted_meanwhile_asks_for_reauthorization_without_asking_cloudsync(
+    client: Any, fake: Any
+) -> None:
+    token = expire(signed_in(client))
+    CloudSyncToken.objects.filter(pk=token.pk).delete()  # disconnected by another request
+    sent = collect(signals.reauthorization_required, "t3")
+    try:
+        with pytest.raises(errors.ReauthorizationRequired) as raised:
+            tokens.refresh_if_expired(token)
+    finally:
+        signals.reauthorization_required.disconnect(dispatch_uid="t3")
+
+    assert raised.value.scopes == token.scopes
+    assert sent == []  # whoever deleted the row decided about it
+    assert fake.counters["refresh_attempts"] == 0
+
+
+def test_a_token_without_refresh_token_is_used_until_rejected_then_forgotten(client: Any, fake: Any) -> None:
+    signed_in(client)
+    CloudSyncToken.objects.update(refresh_token_ciphertext="")  # CloudSync issued none
+    token = expire(CloudSyncToken.objects.get())
+    sent = collect(signals.reauthorization_required, "t4")
+    try:
+        used = tokens.refresh_if_expired(token)
+        with pytest.raises(errors.ReauthorizationRequired):
+            tokens.refresh_after_rejection(used)
+    finally:
+        signals.reauthorization_required.disconnect(dispatch_uid="t4")
+
+    assert used.access_token() == token.access_token()
+    assert used.version == token.version
+    assert not CloudSyncToken.objects.exists()
+    assert [kw["account_id"] for kw in sent] == [token.account_id]
+    assert fake.counters["refresh_attempts"] == 0
 
 
 # Exactly one refresh per expiry, however many ask at once.

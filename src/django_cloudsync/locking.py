@@ -235,9 +235,8 @@ def is_lock_error(connection: BaseDatabaseWrapper, exc: OperationalError) -> boo
     if connection.vendor == "postgresql":
         cause = exc.__cause__
         return (getattr(cause, "sqlstate", None) or getattr(cause, "pgcode", None)) in _POSTGRESQL_LOCK_STATES
-    if connection.vendor == "mysql":
-        return bool(exc.args) and exc.args[0] in _MYSQL_LOCK_ERRORS
-    return False
+    # Another database's errors are none that this module knows as lock errors.
+    return connection.vendor == "mysql" and bool(exc.args) and exc.args[0] in _MYSQL_LOCK_ERRORS
 
 
 @contextmanager

@@ -240,7 +240,8 @@ def refresh_if_expired(token: CloudSyncToken) -> CloudSyncToken:
     """
     if not token.is_expiring():
         return token
-    return _refresh(token, lambda row: row.is_expiring() and row.refresh_token_ciphertext != "")
+    # A row without a refresh token is used as it is until it fails (see _claim_and_refresh).
+    return _refresh(token, lambda row: row.is_expiring())
 
 
 def refresh_after_rejection(token: CloudSyncToken) -> CloudSyncToken:
