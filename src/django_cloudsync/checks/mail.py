@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 from django.apps import apps
@@ -32,12 +33,7 @@ def check_sign_up_mail(app_configs: Any = None, **kwargs: Any) -> list[CheckMess
     provider = getattr(settings, "SOCIALACCOUNT_PROVIDERS", None) or {}
     if (provider.get("cloudsync") or {}).get("VERIFIED_EMAIL") is True:
         return []  # allauth trusts CloudSync's address and sends nothing
-    mail_left_at_defaults = (
-        settings.EMAIL_BACKEND == global_settings.EMAIL_BACKEND
-        and settings.EMAIL_HOST == global_settings.EMAIL_HOST
-        and settings.EMAIL_PORT == global_settings.EMAIL_PORT
-    )
-    if not mail_left_at_defaults:
+    if not _mail_left_at_defaults():
         return []
     return [
         Error(
@@ -52,3 +48,19 @@ def check_sign_up_mail(app_configs: Any = None, **kwargs: Any) -> list[CheckMess
             id="django_cloudsync.E011",
         )
     ]
+
+
+def _mail_left_at_defaults() -> bool:
+    """Whether mail goes, as Django's defaults send it, by SMTP to localhost:25."""
+    if hasattr(settings, "MAILERS"):
+        return False  # Django 6.1 and later: the site configured its mailers (startproject does)
+    with warnings.catch_warnings():
+        # Django 6.1 deprecates the EMAIL_* settings in favour of MAILERS; without MAILERS they
+        # are still what it sends mail by, so they are read here, quietly.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        warnings.simplefilter("ignore", PendingDeprecationWarning)
+        return bool(
+            settings.EMAIL_BACKEND == global_settings.EMAIL_BACKEND
+            and settings.EMAIL_HOST == global_settings.EMAIL_HOST
+            and settings.EMAIL_PORT == global_settings.EMAIL_PORT
+        )
