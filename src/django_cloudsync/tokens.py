@@ -80,6 +80,9 @@ _PENDING_PURPOSE = "django_cloudsync.sociallogin"
 _STORE_ATTEMPTS = 5
 #: Where the sealed token response waits in ``SocialLogin.state`` until allauth completes the flow.
 HELD_STATE_KEY = "cloudsync_sealed_grant"
+#: Set beside it when allauth's lookup found no ``SocialAccount``: the flow creates the account,
+#: so no token row can exist for it yet, and storing is one INSERT without looking for one.
+NEW_ACCOUNT_STATE_KEY = "cloudsync_new_account"
 
 
 class SealedGrant(NamedTuple):
@@ -127,6 +130,8 @@ def hold_until_completed(sociallogin: SocialLogin) -> None:
     if sociallogin.account.provider != conf.PROVIDER_ID or token is None or not token.token:
         return
     sociallogin.state[HELD_STATE_KEY] = token.token
+    if sociallogin.account.pk is None:
+        sociallogin.state[NEW_ACCOUNT_STATE_KEY] = True
     token.token = token.token_secret = ""
     token.expires_at = None
 
@@ -149,6 +154,7 @@ def store_from_sociallogin(sociallogin: SocialLogin) -> CloudSyncToken | None:
     if account.provider != conf.PROVIDER_ID or account.pk is None:
         return None
     sealed = sociallogin.state.pop(HELD_STATE_KEY, None)
+    new_account = bool(sociallogin.state.pop(NEW_ACCOUNT_STATE_KEY, False))
     if not sealed and sociallogin.token is not None and sociallogin.token.token:
         # A login stashed in a session before its tokens were held in its state: take them out
         # of the SocialToken (which SOCIALACCOUNT_STORE_TOKENS may have saved) as well.
@@ -171,7 +177,8 @@ def store_from_sociallogin(sociallogin: SocialLogin) -> CloudSyncToken | None:
         response = dataclasses.replace(response, scope=sociallogin.state.get("requested_scope"))
 
     def write() -> CloudSyncToken | None:
-        row = CloudSyncToken.objects.filter(social_account=account).first()
+        # An account this flow created has no row: the sign-in's one INSERT, without a SELECT.
+        row = None if new_account else CloudSyncToken.objects.filter(social_account=account).first()
         if row is None:
             row = CloudSyncToken(social_account=account, account_id=account.uid, client_id=grant.client_id)
             row.set_tokens(response, now=grant.issued_at)
