@@ -28,7 +28,7 @@ from django_cloudsync.testing.flow import afollow_consent, asign_in
 from tests import async_views
 from tests import markdown_samples as samples_module
 from tests.async_urls import urlpatterns as async_urlpatterns
-from tests.helpers import ADA, an_hour_later, expire, query_of
+from tests.helpers import ADA, an_hour_later, expire, query_of, signed_in
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.urls("tests.async_urls")]
 
@@ -127,6 +127,18 @@ def test_acloudsync_is_none_for_anonymous_and_unconnected_users(django_user_mode
 
     assert get(browser, "/async/state/").json()["connected"] is False
     assert get(browser, "/async/auser/").json()["authenticated"] is True
+
+
+def test_auser_returns_a_user_with_acloudsync_under_wsgi_too(client: Any, fake: Any) -> None:
+    # An async view on a WSGI site: the middleware runs its sync path, and Django runs the view
+    # in an event loop of its own; request.auser() still answers with the proxy.
+    signed_in(client)
+
+    assert client.get("/async/auser/").json() == {
+        "authenticated": True,
+        "connected": True,
+        "same_as_client_for": True,
+    }
 
 
 def test_auser_returns_a_user_with_acloudsync(fake: Any) -> None:

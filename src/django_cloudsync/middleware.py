@@ -15,10 +15,10 @@ How it stays free until used
 Async views
     ``await request.user.acloudsync()`` is the async twin of ``request.user.cloudsync`` (as
     ``await request.auser()`` is of ``request.user``): the same client, the same one query, run
-    through Django's async ORM and never in the event loop. It loads the user with Django's
-    ``request.auser()`` if nothing did yet, and shares the cache with ``.cloudsync``. ``await
-    request.auser()`` returns the same proxy, so ``(await request.auser()).acloudsync()`` works
-    too. The middleware is sync and async capable: an async chain stays async, with no thread.
+    through Django's async ORM and never in the event loop. It loads the user if nothing did
+    yet (with Django's ``request.auser()`` once that was awaited, else in a thread), and shares
+    the cache with ``.cloudsync``. ``await request.auser()`` returns the same proxy, so
+    ``(await request.auser()).acloudsync()`` works too, under ASGI and WSGI alike. The middleware is sync and async capable: an async chain stays async, with no thread.
 
 Stored tokens that cannot be decrypted
     Building the client decrypts nothing, so pages that do not call CloudSync are unaffected
@@ -37,6 +37,8 @@ from typing import TYPE_CHECKING, Any
 from asgiref.sync import iscoroutinefunction, markcoroutinefunction, sync_to_async
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
+from django.core.signals import setting_changed
+from django.dispatch import receiver
 from django.http import HttpRequest, HttpResponse
 from django.utils.functional import SimpleLazyObject, cached_property, empty
 from django.utils.module_loading import import_string
@@ -140,27 +142,33 @@ def attach(request: HttpRequest) -> UserWithCloudSync:
             "django.contrib.auth.middleware.AuthenticationMiddleware."
         ) from None
     if type(user) is SimpleLazyObject:
-        _adopt(user)  # the path of every request: no call more than needed
+        # The path of every request, so _adopt() spelled out: one call fewer.
+        _set_class(user, UserWithCloudSync)
     else:
         # A proxy of a User or AnonymousUser, which stubs cannot express.
         user = request.user = UserWithCloudSync.wrapping(user)  # type: ignore[assignment]
     load_async = getattr(request, "auser", None)
     if load_async is not None and getattr(load_async, "func", None) is not _auser:
-        # Django's request.auser(), which loads the user without blocking: acloudsync() loads
-        # it the same way, and request.auser() answers with the proxy (which has acloudsync()).
-        user.__dict__["_load_async"] = load_async
-        request.auser = functools.partial(_auser, request)
+        # request.auser() answers with the proxy (which has acloudsync()), loaded by Django's
+        # request.auser(). Only the partial is made here: the proxy learns of Django's loader
+        # when request.auser() is awaited, so a request that never awaits it pays nothing more.
+        request.auser = functools.partial(_auser, request, load_async)
     proxy: UserWithCloudSync = user
     return proxy
 
 
-async def _auser(request: HttpRequest) -> Any:
-    """``request.auser()`` once the middleware ran: the user, as the proxy that has ``acloudsync()``."""
+async def _auser(request: HttpRequest, load_async: Callable[[], Awaitable[Any]]) -> Any:
+    """``request.auser()`` once the middleware ran: the user, as the proxy that has ``acloudsync()``.
+
+    ``load_async`` is Django's own ``request.auser()``, which loads the user without blocking.
+    """
     user: Any = request.user
     if issubclass(type(user), UserWithCloudSync):
+        user.__dict__.setdefault("_load_async", load_async)
         await user.aload()
         return user
-    # Something replaced request.user since (login(), an API framework): wrap what it set.
+    # Something replaced request.user since (login(), an API framework): wrap what it set, which
+    # Django's loader knows nothing of.
     proxy = UserWithCloudSync.wrapping(user)
     await proxy.aload()
     return proxy
@@ -211,6 +219,19 @@ def protect_error_reports(request: HttpRequest) -> None:
         request.exception_reporter_filter = _always_active_filter(settings.DEFAULT_EXCEPTION_REPORTER_FILTER)
 
 
+@functools.cache
+def _debug() -> bool:
+    """``settings.DEBUG``, read once: a lazy-settings lookup per request is a fifth of what the
+    middleware costs a page that does not use it. Forgotten when the setting changes (tests)."""
+    return bool(settings.DEBUG)
+
+
+@receiver(setting_changed, dispatch_uid="django_cloudsync.middleware.debug")
+def _forget_debug(*, setting: str, **kwargs: Any) -> None:
+    if setting == "DEBUG":
+        _debug.cache_clear()
+
+
 class CloudSyncMiddleware:
     """Gives views ``request.user.cloudsync``. Place it after ``AuthenticationMiddleware``.
 
@@ -235,7 +256,13 @@ class CloudSyncMiddleware:
     def __call__(self, request: HttpRequest) -> Any:
         if self.async_mode:
             return self.__acall__(request)
-        self.prepare(request)
+        # Both paths attach the client (free: nothing is loaded) and, with DEBUG on, hide
+        # sensitive variables from error reports (with DEBUG off, Django's filter already does).
+        attach(request)
+        if _debug():
+            protect_error_reports(request)
+        if request.method != "POST":  # only a POST completes a sign-in: the path of most requests
+            return self.get_response(request)
         waits_on_cloudsync = sign_in_transactions.allauth_sign_in(request)
         if waits_on_cloudsync is None:
             return self.get_response(request)
@@ -246,16 +273,11 @@ class CloudSyncMiddleware:
             return sign_in_transactions.commit_unless_failed(request, self.get_response(request))
 
     async def __acall__(self, request: HttpRequest) -> HttpResponse:
-        self.prepare(request)
+        attach(request)
+        if _debug():
+            protect_error_reports(request)
         get_response: Callable[[HttpRequest], Awaitable[HttpResponse]] = self.get_response
         return await get_response(request)
-
-    @staticmethod
-    def prepare(request: HttpRequest) -> None:
-        """What both paths do before the view: free, nothing is loaded."""
-        attach(request)
-        if settings.DEBUG:  # with DEBUG off, Django's own filter is already active
-            protect_error_reports(request)
 
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
         # A page goes through consent again after a dead grant; an API client gets JSON for
