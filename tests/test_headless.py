@@ -403,21 +403,10 @@ def test_forged_token_is_refused(client: Client, fake: Any) -> None:
     assert nothing_persisted()
 
 
-def test_expired_token_is_refused(client: Client, fake: Any) -> None:
+@pytest.mark.parametrize("ended_by", ["expire_access_tokens", "revoke_tokens"], ids=["expired", "revoked"])
+def test_an_ended_token_is_refused(client: Client, fake: Any, ended_by: str) -> None:
     issued = fake.issue_tokens()
-    fake.expire_access_tokens()
-
-    response = post_app_token(
-        client, app_token_body({"client_id": fake.client_id, "access_token": issued["access_token"]})
-    )
-
-    assert [error["code"] for error in errors_of(response)] == ["invalid_token"]
-    assert nothing_persisted()
-
-
-def test_revoked_token_is_refused(client: Client, fake: Any) -> None:
-    issued = fake.issue_tokens()
-    fake.revoke_tokens()
+    getattr(fake, ended_by)()
 
     response = post_app_token(
         client, app_token_body({"client_id": fake.client_id, "access_token": issued["access_token"]})

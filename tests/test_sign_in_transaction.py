@@ -81,6 +81,13 @@ def browser() -> Client:
     return Client(raise_request_exception=False)
 
 
+def post_provider_token(client: Client, fake: Any) -> Any:
+    """An app signs in at allauth's provider/token endpoint with tokens CloudSync just issued."""
+    issued = fake.issue_tokens()
+    body = {"provider": "cloudsync", "process": "login", "token": {"client_id": fake.client_id, **issued}}
+    return client.post(PROVIDER_TOKEN_URL, json.dumps(body), content_type="application/json")
+
+
 def test_a_working_mail_server_gets_one_verification_mail_and_the_user_signed_in(
     database: str, fake: Any, verification_mail: Any
 ) -> None:
@@ -168,10 +175,7 @@ def test_a_failing_verification_mail_at_allauths_provider_token_endpoint_leaves_
     database: str, fake: Any, refusing_smtp_server: None
 ) -> None:
     # allauth's own view: CloudSyncMiddleware runs it in the sign-in transaction.
-    issued = fake.issue_tokens()
-    body = {"provider": "cloudsync", "process": "login", "token": {"client_id": fake.client_id, **issued}}
-
-    response = browser().post(PROVIDER_TOKEN_URL, json.dumps(body), content_type="application/json")
+    response = post_provider_token(browser(), fake)
 
     assert response.status_code == 500
     assert rows_left() == NO_ROWS
@@ -198,10 +202,8 @@ def test_a_failing_verification_mail_at_an_apps_sign_up_leaves_no_row(
     database: str, fake: Any, refusing_smtp_server: None, settings: Any
 ) -> None:
     settings.SOCIALACCOUNT_AUTO_SIGNUP = False
-    issued = fake.issue_tokens()
-    body = {"provider": "cloudsync", "process": "login", "token": {"client_id": fake.client_id, **issued}}
     client = browser()
-    pending = client.post(PROVIDER_TOKEN_URL, json.dumps(body), content_type="application/json")
+    pending = post_provider_token(client, fake)
     assert pending.status_code == 401
     session_token = pending.json()["meta"]["session_token"]
 
