@@ -19,18 +19,13 @@ from django.urls import include, path
 
 from django_cloudsync import errors, responses
 from django_cloudsync.models import CloudSyncToken
-from django_cloudsync.testing.flow import consent, sign_in
-from tests.helpers import RequestHeaders
+from django_cloudsync.testing.flow import consent
+from tests.helpers import RequestHeaders, signed_in
 
 pytestmark = pytest.mark.django_db
 
 JSON: RequestHeaders = {"HTTP_ACCEPT": "application/json"}
 REDIRECT_URL = "/_allauth/browser/v1/auth/provider/redirect"
-
-
-def signed_in(client: Client) -> CloudSyncToken:
-    assert sign_in(client).status_code == 302
-    return CloudSyncToken.objects.get()
 
 
 def envelope(response: Any, status: int) -> dict[str, Any]:

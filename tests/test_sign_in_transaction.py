@@ -6,7 +6,6 @@ real SMTP backend whose server refuses the connection (a closed loopback port).
 from __future__ import annotations
 
 import json
-import socket
 from typing import Any
 
 import django
@@ -20,6 +19,7 @@ from django.test import Client
 
 from django_cloudsync.models import CloudSyncToken
 from django_cloudsync.testing.flow import app_authorization, consent, sign_in, start
+from tests.processes import free_port
 
 User = get_user_model()
 
@@ -54,12 +54,9 @@ def verification_mail(settings: Any) -> Any:
 @pytest.fixture
 def refusing_smtp_server(verification_mail: Any) -> None:
     """Django's SMTP backend, pointed at a loopback port nothing listens on."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
     verification_mail.EMAIL_BACKEND = SMTP_BACKEND
     verification_mail.EMAIL_HOST = "127.0.0.1"
-    verification_mail.EMAIL_PORT = port
+    verification_mail.EMAIL_PORT = free_port()
     verification_mail.EMAIL_TIMEOUT = 5
 
 
