@@ -18,7 +18,7 @@ from django.test.utils import CaptureQueriesContext
 
 from django_cloudsync.models import CloudSyncToken
 from django_cloudsync.testing.flow import app_authorization, sign_in
-from tests.helpers import RequestHeaders
+from tests.helpers import RequestHeaders, error_of
 
 User = get_user_model()
 
@@ -38,6 +38,12 @@ class API:
     client: str
     #: What the framework answers a request nobody authenticated.
     anonymous_status: int
+    #: The ``Content-Type`` of the framework's JSON answers.
+    content_type: str = "application/json"
+
+    def error_of(self, response: Any, status: int) -> dict[str, Any]:
+        """:func:`tests.helpers.error_of`, with this framework's ``Content-Type``."""
+        return error_of(response, status, self.content_type)
 
 
 # Signing in.
@@ -79,18 +85,6 @@ def app(token: str) -> RequestHeaders:
     return {"HTTP_X_SESSION_TOKEN": token}
 
 
-def error_of(response: Any, status: int) -> dict[str, Any]:
-    """allauth headless's envelope: the status twice, one error; the whole body."""
-    assert response.status_code == status, response.content
-    assert response["Content-Type"].startswith("application/json")
-    assert "no-cache" in response["Cache-Control"]
-    body: dict[str, Any] = response.json()
-    assert body["status"] == status
-    assert len(body["errors"]) == 1
-    assert set(body["errors"][0]) <= {"code", "message", "param"}
-    return body
-
-
 # A user's client, whichever way the user was authenticated.
 
 
@@ -125,7 +119,7 @@ def test_the_client_helper_works_without_a_permission(api: API, client: Client, 
 def test_a_user_without_cloudsync_is_told_to_connect_with_the_app_flow(api: API, fake: Any) -> None:
     token = password_user_token(Client())
 
-    body = error_of(Client().get(api.workspaces, **app(token)), 403)
+    body = api.error_of(Client().get(api.workspaces, **app(token)), 403)
 
     assert body["errors"][0]["code"] == "cloudsync_not_connected"
     assert body["data"]["scopes"] == []
@@ -144,7 +138,7 @@ def test_a_missing_scope_names_it_and_the_browser_flow_asks_for_it(
 ) -> None:
     session_signed_in(client)
 
-    body = error_of(client.get(api.needs_write), 403)
+    body = api.error_of(client.get(api.needs_write), 403)
 
     assert body["errors"][0] == {
         "code": "cloudsync_scope_required",
@@ -169,7 +163,7 @@ def test_a_missing_scope_for_an_app_asks_for_everything_granted_and_the_new_scop
 ) -> None:
     token = app_session_token(client, fake)
 
-    body = error_of(Client().get(api.needs_write, **app(token)), 403)
+    body = api.error_of(Client().get(api.needs_write, **app(token)), 403)
 
     assert body["errors"][0]["code"] == "cloudsync_scope_required"
     assert body["data"]["flows"][0]["scope"] == "workspaces:read offline_access workspaces:write"
@@ -182,13 +176,13 @@ def test_a_dead_grant_answers_json_and_forgets_the_tokens(api: API, client: Clie
 
     response = Client().get(api.workspaces, **app(token))
 
-    body = error_of(response, 403)
+    body = api.error_of(response, 403)
     assert body["errors"][0]["code"] == "cloudsync_reauthorization_required"
     assert body["data"]["scopes"] == ["workspaces:read", "offline_access"]
     assert body["data"]["flows"][0]["id"] == "cloudsync_app_code"
     assert not CloudSyncToken.objects.exists()
     # The next request knows the user is no longer connected.
-    again = error_of(Client().get(api.workspaces, **app(token)), 403)
+    again = api.error_of(Client().get(api.workspaces, **app(token)), 403)
     assert again["errors"][0]["code"] == "cloudsync_not_connected"
 
 
@@ -217,7 +211,7 @@ def test_cloudsync_failures_answer_their_status_and_code(
 
     response = Client().get(api.workspaces, **app(token))
 
-    body = error_of(response, status)
+    body = api.error_of(response, status)
     assert body["errors"][0]["code"] == code
     if kind == "rate_limited":
         assert response["Retry-After"] == "120"
@@ -237,7 +231,7 @@ def test_cloudsync_refusing_a_scope_answers_403_with_a_connect_flow(
         [("Content-Type", "application/json"), ("WWW-Authenticate", 'Bearer scope="files:read"')],
     )
 
-    body = error_of(client.get(api.workspaces), 403)
+    body = api.error_of(client.get(api.workspaces), 403)
 
     assert body["errors"][0]["code"] == "cloudsync_insufficient_scope"
     assert body["data"]["flows"][0]["id"] == "provider_redirect"

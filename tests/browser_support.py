@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -22,6 +21,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Final
 
 import requests
+
+from tests.processes import free_port
 
 if TYPE_CHECKING:
     from playwright.sync_api import BrowserContext
@@ -107,13 +108,6 @@ def chromium_context(*, width: int = 1280, height: int = 800) -> Iterator[Browse
             yield context
         finally:
             context.close()
-
-
-def free_port() -> int:
-    """A loopback port nobody listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
 
 
 class ExampleServer:

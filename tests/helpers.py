@@ -59,6 +59,20 @@ def query_of(url: str) -> dict[str, str]:
     return {key: values[0] for key, values in parse_qs(urlsplit(url).query).items()}
 
 
+def error_of(response: Any, status: int, content_type: str = "application/json") -> dict[str, Any]:
+    """This app's JSON answer in allauth headless's envelope (:class:`~django_cloudsync.responses.APIAnswer`,
+    rendered by Django, DRF or ninja, which names its charset): the status twice, one error, never
+    cached; the whole body."""
+    assert response.status_code == status, response.content
+    assert response["Content-Type"] == content_type
+    assert "no-cache" in response["Cache-Control"]
+    body: dict[str, Any] = response.json()
+    assert body["status"] == status
+    assert len(body["errors"]) == 1
+    assert set(body["errors"][0]) <= {"code", "message", "param"}
+    return body
+
+
 def nothing_persisted() -> bool:
     """No user, social account or CloudSync token exists: what a refused sign-in leaves."""
     return not (

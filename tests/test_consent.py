@@ -5,7 +5,7 @@ messages afterwards. Over real HTTP against the fake CloudSync."""
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import urlsplit
 
 import pytest
 from django.test import Client
@@ -15,16 +15,13 @@ from django_cloudsync import consent, dialect
 from django_cloudsync.models import CloudSyncToken
 from django_cloudsync.testing.flow import consent as press_on_cloudsync
 from django_cloudsync.testing.flow import sign_in
+from tests.helpers import query_of
 from tests.test_templatetags import forms_in
 
 pytestmark = pytest.mark.django_db
 
 NEEDS_WRITE = "/needs-write/"  # @cloudsync_required(scopes=["workspaces:write"])
 ALLAUTH_CONNECTED = "The third-party account has been connected."
-
-
-def query_of(url: str) -> dict[str, str]:
-    return {key: values[0] for key, values in parse_qs(urlsplit(url).query).items()}
 
 
 def messages_of(browser: Client) -> list[str]:

@@ -20,7 +20,7 @@ from django.test.utils import CaptureQueriesContext
 from django_cloudsync.models import CloudSyncToken
 from django_cloudsync.sources import client_for
 from django_cloudsync.testing.flow import app_authorization, consent
-from tests.helpers import JSON_HEADERS, nothing_persisted, stored_state
+from tests.helpers import JSON_HEADERS, nothing_persisted, query_of, stored_state
 
 pytestmark = pytest.mark.django_db
 
@@ -49,6 +49,12 @@ def post_app_token(client: Client, body: Any) -> Any:
 
 def app_token_body(token: dict[str, Any], *, process: str = "login") -> dict[str, Any]:
     return {"provider": "cloudsync", "process": process, "token": token}
+
+
+def post_access_token(client: Client, fake: Any, access_token: str) -> Any:
+    """An app signs in at allauth's provider/token endpoint with ``access_token``, as the site's
+    own CloudSync app (``fake.client_id``)."""
+    return post_app_token(client, app_token_body({"client_id": fake.client_id, "access_token": access_token}))
 
 
 def errors_of(response: Any) -> list[dict[str, Any]]:
@@ -111,7 +117,7 @@ def test_spa_redirect_goes_to_cloudsync_with_state_and_pkce(
     response = spa_redirect(client)
 
     assert response.status_code == 302
-    params = {key: values[0] for key, values in parse_qs(urlsplit(response["Location"]).query).items()}
+    params = query_of(response["Location"])
     assert response["Location"].startswith(f"{cloudsync_server.url}/oauth/authorize?")
     assert params["redirect_uri"] == "http://testserver/accounts/cloudsync/login/callback/"
     assert params["code_challenge_method"] == "S256"
@@ -199,9 +205,7 @@ def test_app_signs_in_with_its_access_token_and_gets_a_session_token(client: Cli
 
 def test_app_session_token_authenticates_the_apps_next_requests(client: Client, fake: Any) -> None:
     issued = fake.issue_tokens()
-    body = post_app_token(
-        client, app_token_body({"client_id": fake.client_id, "access_token": issued["access_token"]})
-    ).json()
+    body = post_access_token(client, fake, issued["access_token"]).json()
 
     response = Client().get(APP_SESSION_URL, HTTP_X_SESSION_TOKEN=body["meta"]["session_token"])
 
@@ -300,9 +304,7 @@ def test_app_token_is_checked_with_one_call_to_v1_me_and_no_token_request(client
     issued = fake.issue_tokens()
     before = fake.counters
 
-    post_app_token(
-        client, app_token_body({"client_id": fake.client_id, "access_token": issued["access_token"]})
-    )
+    post_access_token(client, fake, issued["access_token"])
 
     after = fake.counters
     assert after["api_calls_by_path"] == {"/v1/me": 1}
@@ -331,9 +333,7 @@ def test_app_refresh_token_is_never_taken(client: Client, fake: Any) -> None:
 def test_app_token_tokens_are_stored_only_encrypted(client: Client, fake: Any) -> None:
     issued = fake.issue_tokens()
 
-    post_app_token(
-        client, app_token_body({"client_id": fake.client_id, "access_token": issued["access_token"]})
-    )
+    post_access_token(client, fake, issued["access_token"])
 
     assert CloudSyncToken.objects.get().access_token() == issued["access_token"]
     assert not SocialToken.objects.exists()
@@ -343,14 +343,10 @@ def test_app_token_tokens_are_stored_only_encrypted(client: Client, fake: Any) -
 
 def test_app_token_of_a_returning_user_signs_in_the_same_user(client: Client, fake: Any) -> None:
     first = fake.issue_tokens()
-    post_app_token(
-        Client(), app_token_body({"client_id": fake.client_id, "access_token": first["access_token"]})
-    )
+    post_access_token(Client(), fake, first["access_token"])
     second = fake.issue_tokens()
 
-    response = post_app_token(
-        client, app_token_body({"client_id": fake.client_id, "access_token": second["access_token"]})
-    )
+    response = post_access_token(client, fake, second["access_token"])
 
     assert response.status_code == 200
     assert User.objects.count() == 1
@@ -363,9 +359,7 @@ def test_app_token_signs_in_the_account_the_token_belongs_to(client: Client, fak
     fake.add_user("usr_grace", "grace@example.com", "Grace Hopper")
     issued = fake.issue_tokens(user_id="usr_grace")
 
-    response = post_app_token(
-        client, app_token_body({"client_id": fake.client_id, "access_token": issued["access_token"]})
-    )
+    response = post_access_token(client, fake, issued["access_token"])
 
     assert response.json()["data"]["user"]["email"] == "grace@example.com"
     assert CloudSyncToken.objects.get().account_id == "usr_grace"
@@ -373,9 +367,7 @@ def test_app_token_signs_in_the_account_the_token_belongs_to(client: Client, fak
 
 def test_site_calls_cloudsync_with_the_apps_token(client: Client, fake: Any) -> None:
     issued = fake.issue_tokens(scope="workspaces:read")
-    post_app_token(
-        client, app_token_body({"client_id": fake.client_id, "access_token": issued["access_token"]})
-    )
+    post_access_token(client, fake, issued["access_token"])
 
     cloudsync = client_for(User.objects.get())
     assert cloudsync is not None
@@ -387,61 +379,41 @@ def test_site_calls_cloudsync_with_the_apps_token(client: Client, fake: Any) -> 
 # The app's token refused: HTTP 400 in allauth's format, nothing stored.
 
 
-def test_forged_token_is_refused(client: Client, fake: Any) -> None:
-    response = post_app_token(
-        client, app_token_body({"client_id": fake.client_id, "access_token": "at_test_forged-by-someone"})
-    )
-
-    assert errors_of(response) == [
-        {
-            "message": "CloudSync did not accept the token: it is unknown, expired or revoked.",
-            "code": "invalid_token",
-            "param": "token",
-        }
-    ]
-    assert fake.counters["api_calls_by_path"] == {"/v1/me": 1}
-    assert nothing_persisted()
-
-
-def test_expired_token_is_refused(client: Client, fake: Any) -> None:
+@pytest.mark.parametrize("ended_by", ["expire_access_tokens", "revoke_tokens"], ids=["expired", "revoked"])
+def test_an_ended_token_is_refused(client: Client, fake: Any, ended_by: str) -> None:
     issued = fake.issue_tokens()
-    fake.expire_access_tokens()
+    getattr(fake, ended_by)()
 
-    response = post_app_token(
-        client, app_token_body({"client_id": fake.client_id, "access_token": issued["access_token"]})
-    )
+    response = post_access_token(client, fake, issued["access_token"])
 
     assert [error["code"] for error in errors_of(response)] == ["invalid_token"]
     assert nothing_persisted()
 
 
-def test_revoked_token_is_refused(client: Client, fake: Any) -> None:
-    issued = fake.issue_tokens()
-    fake.revoke_tokens()
-
-    response = post_app_token(
-        client, app_token_body({"client_id": fake.client_id, "access_token": issued["access_token"]})
-    )
-
-    assert [error["code"] for error in errors_of(response)] == ["invalid_token"]
-    assert nothing_persisted()
-
-
-def test_live_token_is_refused_by_a_sandbox_site_without_being_sent_anywhere(
-    client: Client, fake: Any
+@pytest.mark.parametrize(
+    ("access_token", "message", "api_calls"),
+    [
+        pytest.param(
+            "at_test_forged-by-someone",
+            "CloudSync did not accept the token: it is unknown, expired or revoked.",
+            {"/v1/me": 1},  # CloudSync is asked, and says no
+            id="forged",
+        ),
+        pytest.param(
+            "at_live_a-real-users-token",
+            "This is a live CloudSync token; this site uses CloudSync's sandbox environment.",
+            {},  # a live token is never sent anywhere by a sandbox site
+            id="live-token-on-a-sandbox-site",
+        ),
+    ],
+)
+def test_a_token_cloudsync_would_not_take_is_refused_with_why(
+    client: Client, fake: Any, access_token: str, message: str, api_calls: dict[str, int]
 ) -> None:
-    response = post_app_token(
-        client, app_token_body({"client_id": fake.client_id, "access_token": "at_live_a-real-users-token"})
-    )
+    response = post_access_token(client, fake, access_token)
 
-    assert errors_of(response) == [
-        {
-            "message": "This is a live CloudSync token; this site uses CloudSync's sandbox environment.",
-            "code": "invalid_token",
-            "param": "token",
-        }
-    ]
-    assert fake.counters["api_calls"] == 0
+    assert errors_of(response) == [{"message": message, "code": "invalid_token", "param": "token"}]
+    assert fake.counters["api_calls_by_path"] == api_calls
     assert nothing_persisted()
 
 
@@ -449,9 +421,7 @@ def test_sandbox_token_is_refused_by_a_live_site(client: Client, fake: Any, sett
     settings.SOCIALACCOUNT_PROVIDERS["cloudsync"]["ENVIRONMENT"] = "live"
     issued = fake.issue_tokens()
 
-    response = post_app_token(
-        client, app_token_body({"client_id": fake.client_id, "access_token": issued["access_token"]})
-    )
+    response = post_access_token(client, fake, issued["access_token"])
 
     assert [error["message"] for error in errors_of(response)] == [
         "This is a sandbox CloudSync token; this site uses CloudSync's live environment."
@@ -532,7 +502,16 @@ def test_malformed_tokens_are_refused_without_calling_cloudsync(
     assert nothing_persisted()
 
 
-@pytest.mark.parametrize("fault", ["server_error", "bad_gateway", "invalid_json", "rate_limited"])
+@pytest.mark.parametrize(
+    "fault",
+    [
+        "server_error",
+        "bad_gateway",
+        "invalid_json",
+        "rate_limited",
+        pytest.param("malformed_profile", id="a-profile-without-an-account-id"),
+    ],
+)
 def test_cloudsync_trouble_is_a_400_the_app_can_retry_never_a_500(
     client: Client, fake: Any, settings: Any, fault: str
 ) -> None:
@@ -540,21 +519,7 @@ def test_cloudsync_trouble_is_a_400_the_app_can_retry_never_a_500(
     issued = fake.issue_tokens()
     fake.fail_next("me", fault)
 
-    response = post_app_token(
-        client, app_token_body({"client_id": fake.client_id, "access_token": issued["access_token"]})
-    )
-
-    assert [error["code"] for error in errors_of(response)] == ["cloudsync_unavailable"]
-    assert nothing_persisted()
-
-
-def test_profile_without_an_account_id_is_refused(client: Client, fake: Any) -> None:
-    issued = fake.issue_tokens()
-    fake.fail_next("me", "malformed_profile")
-
-    response = post_app_token(
-        client, app_token_body({"client_id": fake.client_id, "access_token": issued["access_token"]})
-    )
+    response = post_access_token(client, fake, issued["access_token"])
 
     assert [error["code"] for error in errors_of(response)] == ["cloudsync_unavailable"]
     assert nothing_persisted()
@@ -573,9 +538,7 @@ def test_a_profile_answer_that_names_no_storable_account_is_refused(
     issued = fake.issue_tokens()
     fake.respond_next("me", status, json.dumps(profile).encode(), JSON_HEADERS)
 
-    response = post_app_token(
-        client, app_token_body({"client_id": fake.client_id, "access_token": issued["access_token"]})
-    )
+    response = post_access_token(client, fake, issued["access_token"])
 
     assert [error["code"] for error in errors_of(response)] == [expected]
     assert fake.counters["api_calls"] == 1
@@ -586,9 +549,7 @@ def test_token_authentication_can_be_turned_off(client: Client, fake: Any, setti
     settings.SOCIALACCOUNT_PROVIDERS["cloudsync"]["TOKEN_AUTHENTICATION"] = False
     issued = fake.issue_tokens()
 
-    response = post_app_token(
-        client, app_token_body({"client_id": fake.client_id, "access_token": issued["access_token"]})
-    )
+    response = post_access_token(client, fake, issued["access_token"])
 
     assert [error["code"] for error in errors_of(response)] == ["token_authentication_not_supported"]
     assert fake.counters["api_calls"] == 0
@@ -931,9 +892,7 @@ def test_an_app_sign_in_that_needs_a_signup_form_keeps_only_a_sealed_token_until
         response = post_app_code(client, app_code_body(authorized_app(fake)))
     else:
         issued = fake.issue_tokens()
-        response = post_app_token(
-            client, app_token_body({"client_id": fake.client_id, "access_token": issued["access_token"]})
-        )
+        response = post_access_token(client, fake, issued["access_token"])
 
     assert response.status_code == 401, response.content
     pending = response.json()

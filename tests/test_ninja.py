@@ -27,6 +27,7 @@ def api() -> API:
         untouched="/api/ninja/untouched",
         client="/api/ninja/client",
         anonymous_status=401,
+        content_type="application/json; charset=utf-8",
     )
 
 

@@ -19,26 +19,13 @@ from django.urls import include, path
 
 from django_cloudsync import errors, responses
 from django_cloudsync.models import CloudSyncToken
-from django_cloudsync.testing.flow import consent, sign_in
-from tests.helpers import RequestHeaders
+from django_cloudsync.testing.flow import consent
+from tests.helpers import RequestHeaders, error_of, signed_in
 
 pytestmark = pytest.mark.django_db
 
 JSON: RequestHeaders = {"HTTP_ACCEPT": "application/json"}
 REDIRECT_URL = "/_allauth/browser/v1/auth/provider/redirect"
-
-
-def signed_in(client: Client) -> CloudSyncToken:
-    assert sign_in(client).status_code == 302
-    return CloudSyncToken.objects.get()
-
-
-def envelope(response: Any, status: int) -> dict[str, Any]:
-    assert response.status_code == status, response.content
-    assert response["Content-Type"] == "application/json"
-    body: dict[str, Any] = response.json()
-    assert body["status"] == status
-    return body
 
 
 # Who wants JSON.
@@ -137,7 +124,7 @@ def test_an_app_is_offered_the_flows_the_site_turned_on(
 
 
 def test_an_anonymous_json_request_gets_401_with_the_sign_in_flow(client: Client, fake: Any) -> None:
-    body = envelope(client.get("/connected-only/", **JSON), 401)
+    body = error_of(client.get("/connected-only/", **JSON), 401)
 
     assert body["errors"][0]["code"] == "cloudsync_login_required"
     assert body["data"]["flows"][0]["id"] == "provider_redirect"
@@ -147,7 +134,7 @@ def test_an_anonymous_json_request_gets_401_with_the_sign_in_flow(client: Client
 def test_a_json_request_without_the_scope_gets_403_not_a_redirect(client: Client, fake: Any) -> None:
     signed_in(client)
 
-    body = envelope(client.post("/needs-write/", **JSON), 403)
+    body = error_of(client.post("/needs-write/", **JSON), 403)
 
     assert body["errors"][0]["code"] == "cloudsync_scope_required"
     assert body["data"]["scopes"] == ["workspaces:write"]
@@ -182,7 +169,7 @@ def test_a_dead_grant_on_an_api_request_answers_json(
 
     response = client.get(url, HTTP_X_SESSION_TOKEN="an-app")
 
-    body = envelope(response, 403)
+    body = error_of(response, 403)
     assert body["errors"][0]["code"] == "cloudsync_reauthorization_required"
     assert body["data"]["flows"][0]["id"] == "cloudsync_app_code"
     assert not CloudSyncToken.objects.exists()
@@ -197,7 +184,7 @@ def test_other_cloudsync_errors_answer_json_through_the_middleware(
 
     response = client.get("/workspaces/", **JSON)
 
-    assert envelope(response, 429)["errors"][0]["code"] == "cloudsync_rate_limited"
+    assert error_of(response, 429)["errors"][0]["code"] == "cloudsync_rate_limited"
     assert response["Retry-After"] == "99"
 
 
@@ -243,7 +230,7 @@ def test_a_scope_parameter_that_is_not_scope_names_is_a_400(client: Client, fake
         {"provider": "cloudsync", "process": "connect", "callback_url": "/spa/"},
     )
 
-    body = envelope(response, 400)
+    body = error_of(response, 400)
     assert body["errors"][0] == {
         "code": "cloudsync_invalid_scope",
         "message": "Scopes are names, separated by commas.",

@@ -443,21 +443,11 @@ def test_a_token_answer_that_is_not_a_json_object_shows_the_failure_page(fake: A
     assert nothing_persisted()
 
 
-@pytest.mark.parametrize("fault", ["server_error", "invalid_json", "html"])
+@pytest.mark.parametrize("fault", ["server_error", "invalid_json", "html", "malformed_profile"])
 def test_profile_failures_show_the_failure_page(client: Any, fake: Any, fault: str, settings: Any) -> None:
     settings.CLOUDSYNC_MAX_RETRIES = 0
     callback = consent(start(client))
     fake.fail_next("me", fault)
-
-    response = client.get(callback)
-
-    assert_failure_page(response)
-    assert nothing_persisted()
-
-
-def test_profile_without_an_id_is_refused(client: Any, fake: Any) -> None:
-    callback = consent(start(client))
-    fake.fail_next("me", "malformed_profile")
 
     response = client.get(callback)
 

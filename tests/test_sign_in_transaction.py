@@ -6,7 +6,6 @@ real SMTP backend whose server refuses the connection (a closed loopback port).
 from __future__ import annotations
 
 import json
-import socket
 from typing import Any
 
 import django
@@ -20,6 +19,7 @@ from django.test import Client
 
 from django_cloudsync.models import CloudSyncToken
 from django_cloudsync.testing.flow import app_authorization, consent, sign_in, start
+from tests.processes import free_port
 
 User = get_user_model()
 
@@ -54,12 +54,9 @@ def verification_mail(settings: Any) -> Any:
 @pytest.fixture
 def refusing_smtp_server(verification_mail: Any) -> None:
     """Django's SMTP backend, pointed at a loopback port nothing listens on."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
     verification_mail.EMAIL_BACKEND = SMTP_BACKEND
     verification_mail.EMAIL_HOST = "127.0.0.1"
-    verification_mail.EMAIL_PORT = port
+    verification_mail.EMAIL_PORT = free_port()
     verification_mail.EMAIL_TIMEOUT = 5
 
 
@@ -79,6 +76,13 @@ ONE_USER = {"users": 1, "social accounts": 1, "email addresses": 1, "tokens": 1}
 def browser() -> Client:
     # A browser sees the site's 500 page; the test client would raise the exception instead.
     return Client(raise_request_exception=False)
+
+
+def post_provider_token(client: Client, fake: Any) -> Any:
+    """An app signs in at allauth's provider/token endpoint with tokens CloudSync just issued."""
+    issued = fake.issue_tokens()
+    body = {"provider": "cloudsync", "process": "login", "token": {"client_id": fake.client_id, **issued}}
+    return client.post(PROVIDER_TOKEN_URL, json.dumps(body), content_type="application/json")
 
 
 def test_a_working_mail_server_gets_one_verification_mail_and_the_user_signed_in(
@@ -168,10 +172,7 @@ def test_a_failing_verification_mail_at_allauths_provider_token_endpoint_leaves_
     database: str, fake: Any, refusing_smtp_server: None
 ) -> None:
     # allauth's own view: CloudSyncMiddleware runs it in the sign-in transaction.
-    issued = fake.issue_tokens()
-    body = {"provider": "cloudsync", "process": "login", "token": {"client_id": fake.client_id, **issued}}
-
-    response = browser().post(PROVIDER_TOKEN_URL, json.dumps(body), content_type="application/json")
+    response = post_provider_token(browser(), fake)
 
     assert response.status_code == 500
     assert rows_left() == NO_ROWS
@@ -198,10 +199,8 @@ def test_a_failing_verification_mail_at_an_apps_sign_up_leaves_no_row(
     database: str, fake: Any, refusing_smtp_server: None, settings: Any
 ) -> None:
     settings.SOCIALACCOUNT_AUTO_SIGNUP = False
-    issued = fake.issue_tokens()
-    body = {"provider": "cloudsync", "process": "login", "token": {"client_id": fake.client_id, **issued}}
     client = browser()
-    pending = client.post(PROVIDER_TOKEN_URL, json.dumps(body), content_type="application/json")
+    pending = post_provider_token(client, fake)
     assert pending.status_code == 401
     session_token = pending.json()["meta"]["session_token"]
 
