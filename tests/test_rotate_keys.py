@@ -663,3 +663,66 @@ def test_the_output_never_contains_a_token_or_key(settings: Any) -> None:
     ]
     for secret in [*secrets, OLD_KEY, NEW_KEY, STRAY_KEY]:
         assert not secret or secret not in text
+
+
+def test_on_sqlite_rows_are_visited_in_the_tables_own_rowid_order(settings: Any) -> None:
+    settings.CLOUDSYNC_ENCRYPTION_KEYS = [OLD_KEY]
+    make_rows(30)
+    settings.CLOUDSYNC_ENCRYPTION_KEYS = [NEW_KEY, OLD_KEY]
+    connection = connections[router.db_for_write(CloudSyncToken)]
+    if connection.vendor != "sqlite":
+        pytest.skip("rowid is SQLite's")
+    table = connection.ops.quote_name(CloudSyncToken._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT id FROM {table} ORDER BY rowid")  # noqa: S608 (our own name)
+        stored_order = [uuid.UUID(pk) for (pk,) in cursor.fetchall()]
+    assert stored_order != sorted(stored_order)  # random UUIDs: pk order is not the table's
+
+    visited = [row.pk for batch in rotation.KeyRotation(batch_size=7)._pages() for row in batch]
+
+    assert visited == stored_order
+    assert rotate_keys(batch_size=7).rotated == 30
+
+
+def test_on_sqlite_a_row_whose_rowid_went_to_another_row_mid_batch_is_not_written(settings: Any) -> None:
+    # SQLite gives a new row the highest rowid plus one: delete the last row, and the next row
+    # created takes its rowid. The write finds rows by rowid but also checks their pk.
+    settings.CLOUDSYNC_ENCRYPTION_KEYS = [OLD_KEY]
+    make_rows(5)
+    settings.CLOUDSYNC_ENCRYPTION_KEYS = [NEW_KEY, OLD_KEY]
+    connection = connections[router.db_for_write(CloudSyncToken)]
+    if connection.vendor != "sqlite":
+        pytest.skip("rowid is SQLite's")
+    last, last_rowid = [(row.pk, row.position) for batch in rotation.KeyRotation()._pages() for row in batch][
+        -1
+    ]
+    newcomer: dict[str, Any] = {}
+
+    def replace_the_last_row() -> None:
+        CloudSyncToken.objects.filter(pk=last).delete()
+        settings.CLOUDSYNC_ENCRYPTION_KEYS = [OLD_KEY]  # a worker still on the old key
+        try:
+            newcomer.update(make_rows(1, prefix="usr_newcomer"))
+        finally:
+            settings.CLOUDSYNC_ENCRYPTION_KEYS = [NEW_KEY, OLD_KEY]
+
+    with connection.execute_wrapper(before_first_write(replace_the_last_row)):
+        result = rotate_keys()
+
+    assert (result.rotated, result.gone) == (4, 1)
+    (newcomer_pk,) = newcomer
+    assert [row.position for row in rotation._read_rows(connection.alias, pks=[newcomer_pk.hex])] == [
+        last_rowid
+    ]
+    assert key_ids_in_use()[newcomer_pk] == {OLD_ID}  # its own tokens, not the gone row's
+    settings.CLOUDSYNC_ENCRYPTION_KEYS = [NEW_KEY, OLD_KEY]
+    assert readable_tokens()[newcomer_pk] == newcomer[newcomer_pk]
+    assert rotate_keys().rotated == 1
+
+
+def test_the_associated_data_the_rotation_builds_is_the_models_own() -> None:
+    associated_data = rotation._associated_data_by_pk()
+    row = CloudSyncToken(pk=uuid.uuid4())
+
+    for field in rotation.TOKEN_FIELDS:
+        assert associated_data(str(row.pk), field) == row.associated_data(field)
