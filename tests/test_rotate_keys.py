@@ -696,7 +696,7 @@ def test_on_sqlite_a_row_whose_rowid_went_to_another_row_mid_batch_is_not_writte
     last, last_rowid = [(row.pk, row.position) for batch in rotation.KeyRotation()._pages() for row in batch][
         -1
     ]
-    newcomer: dict[str, Any] = {}
+    newcomer: dict[uuid.UUID, tuple[str, str]] = {}
 
     def replace_the_last_row() -> None:
         CloudSyncToken.objects.filter(pk=last).delete()
