@@ -21,7 +21,7 @@ from django.db import connections, router
 from django.db.models import F
 from django.test.utils import CaptureQueriesContext
 
-from django_cloudsync import rotation, tokens
+from django_cloudsync import conf, rotation, tokens
 from django_cloudsync.crypto import TokenCipher, key_id, parse_key
 from django_cloudsync.models import CloudSyncToken
 from django_cloudsync.oauth import TokenResponse
@@ -437,7 +437,9 @@ def test_the_command_stopped_at_its_limit_says_to_run_it_again(settings: Any) ->
     assert "Stopped at --limit" not in second
 
 
-def test_rows_without_a_refresh_token_rotate_and_check_by_their_access_token(settings: Any) -> None:
+def test_rows_without_a_refresh_token_rotate_and_check_by_their_access_token(
+    on_each_database: str, settings: Any
+) -> None:
     settings.CLOUDSYNC_ENCRYPTION_KEYS = [OLD_KEY]
     plaintexts = make_rows(3)
     CloudSyncToken.objects.update(refresh_token_ciphertext="")  # CloudSync issued none
@@ -665,13 +667,19 @@ def test_the_output_never_contains_a_token_or_key(settings: Any) -> None:
         assert not secret or secret not in text
 
 
-def test_on_sqlite_rows_are_visited_in_the_tables_own_rowid_order(settings: Any) -> None:
-    settings.CLOUDSYNC_ENCRYPTION_KEYS = [OLD_KEY]
-    make_rows(30)
-    settings.CLOUDSYNC_ENCRYPTION_KEYS = [NEW_KEY, OLD_KEY]
+def sqlite_rows_to_rotate(count: int, settings: Any) -> Any:
+    """``count`` rows under the old key on SQLite, the new key first; SQLite's connection."""
     connection = connections[router.db_for_write(CloudSyncToken)]
     if connection.vendor != "sqlite":
         pytest.skip("rowid is SQLite's")
+    settings.CLOUDSYNC_ENCRYPTION_KEYS = [OLD_KEY]
+    make_rows(count)
+    settings.CLOUDSYNC_ENCRYPTION_KEYS = [NEW_KEY, OLD_KEY]
+    return connection
+
+
+def test_on_sqlite_rows_are_visited_in_the_tables_own_rowid_order(settings: Any) -> None:
+    connection = sqlite_rows_to_rotate(30, settings)
     table = connection.ops.quote_name(CloudSyncToken._meta.db_table)
     with connection.cursor() as cursor:
         cursor.execute(f"SELECT id FROM {table} ORDER BY rowid")  # noqa: S608 (our own name)
@@ -687,12 +695,7 @@ def test_on_sqlite_rows_are_visited_in_the_tables_own_rowid_order(settings: Any)
 def test_on_sqlite_a_row_whose_rowid_went_to_another_row_mid_batch_is_not_written(settings: Any) -> None:
     # SQLite gives a new row the highest rowid plus one: delete the last row, and the next row
     # created takes its rowid. The write finds rows by rowid but also checks their pk.
-    settings.CLOUDSYNC_ENCRYPTION_KEYS = [OLD_KEY]
-    make_rows(5)
-    settings.CLOUDSYNC_ENCRYPTION_KEYS = [NEW_KEY, OLD_KEY]
-    connection = connections[router.db_for_write(CloudSyncToken)]
-    if connection.vendor != "sqlite":
-        pytest.skip("rowid is SQLite's")
+    connection = sqlite_rows_to_rotate(5, settings)
     last, last_rowid = [(row.pk, row.position) for batch in rotation.KeyRotation()._pages() for row in batch][
         -1
     ]
@@ -726,3 +729,27 @@ def test_the_associated_data_the_rotation_builds_is_the_models_own() -> None:
 
     for field in rotation.TOKEN_FIELDS:
         assert associated_data(str(row.pk), field) == row.associated_data(field)
+
+
+@pytest.mark.parametrize("batch_size", [1, 4])
+def test_a_row_with_one_token_already_under_the_new_key_keeps_it_and_rotates_the_other(
+    on_each_database: str, settings: Any, batch_size: int
+) -> None:
+    # A batch where one column has nothing to write for any row (on PostgreSQL: an array of
+    # NULLs, or of one NULL, which the server gets as an empty string).
+    settings.CLOUDSYNC_ENCRYPTION_KEYS = [OLD_KEY]
+    plaintexts = make_rows(4)
+    settings.CLOUDSYNC_ENCRYPTION_KEYS = [NEW_KEY, OLD_KEY]
+    for row in CloudSyncToken.objects.all():
+        row.refresh_token_ciphertext = conf.cipher().encrypt(
+            plaintexts[row.pk][1], row.associated_data("refresh_token")
+        )
+        row.save(update_fields=["refresh_token_ciphertext"])
+    already = {pk: refresh for pk, (_access, refresh) in ciphertexts().items()}
+
+    result = rotate_keys(batch_size=batch_size)
+
+    assert (result.rotated, result.complete) == (4, True)
+    assert {pk: refresh for pk, (_access, refresh) in ciphertexts().items()} == already
+    settings.CLOUDSYNC_ENCRYPTION_KEYS = [NEW_KEY]
+    assert readable_tokens() == plaintexts

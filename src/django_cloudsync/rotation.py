@@ -396,7 +396,9 @@ def _write_if_unchanged_from_arrays(database: str, pending: list[Resealed]) -> i
     Each array is sent as one comma-separated string that the server splits: psycopg's client-side
     binding would quote each element of a list on its own, a regular expression per value. No
     value can hold a comma: a UUID, a number, a ciphertext (``v1$<hex>$<URL-safe base64>``) we
-    just sealed; an empty field is NULL (a sealed ciphertext is never empty).
+    just sealed; an empty field is NULL (a sealed ciphertext is never empty). A batch of one row
+    with nothing for a column sends ``''``, which splits into an empty array, and ``unnest`` pads
+    the shorter arrays with NULL: the column is kept all the same.
     """
     connection = connections[database]
     quote = connection.ops.quote_name
