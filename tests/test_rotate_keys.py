@@ -21,7 +21,7 @@ from django.db import connections, router
 from django.db.models import F
 from django.test.utils import CaptureQueriesContext
 
-from django_cloudsync import rotation, tokens
+from django_cloudsync import conf, rotation, tokens
 from django_cloudsync.crypto import TokenCipher, key_id, parse_key
 from django_cloudsync.models import CloudSyncToken
 from django_cloudsync.oauth import TokenResponse
@@ -437,7 +437,9 @@ def test_the_command_stopped_at_its_limit_says_to_run_it_again(settings: Any) ->
     assert "Stopped at --limit" not in second
 
 
-def test_rows_without_a_refresh_token_rotate_and_check_by_their_access_token(settings: Any) -> None:
+def test_rows_without_a_refresh_token_rotate_and_check_by_their_access_token(
+    on_each_database: str, settings: Any
+) -> None:
     settings.CLOUDSYNC_ENCRYPTION_KEYS = [OLD_KEY]
     plaintexts = make_rows(3)
     CloudSyncToken.objects.update(refresh_token_ciphertext="")  # CloudSync issued none
@@ -528,6 +530,8 @@ def test_check_reports_unreadable_rows_by_id_and_exits_non_zero(settings: Any) -
     assert CloudSyncToken.objects.count() == 6
 
 
+#: How Django's query log names a statement run for many parameter sets (``executemany``).
+EXECUTEMANY = re.compile(r"^\d+ times: ")
 #: What PostgreSQL's batches also run: the bound on row lock waits in their transaction.
 LOCK_BOUND = "set_config('lock_timeout'"
 
@@ -555,11 +559,14 @@ def test_each_batch_takes_the_same_few_queries_whatever_the_row_count(
     assert all(len(batch) == 1 and re.search(r"LIMIT 500\b", batch[0]) for batch in reads)
     assert "OFFSET" not in " ".join(sql for batch in per_batch for sql in batch)
     assert [sql.split()[0] for sql in after_last] == ["SELECT"]
-    # The batch's writes: one UPDATE on PostgreSQL, elsewhere one per 128 rows (four), and the
-    # same count for every batch.
+    # The batch's writes: one UPDATE on PostgreSQL, one prepared UPDATE run for each row on
+    # SQLite (Django logs it once, as "500 times: UPDATE ..."), elsewhere one per 128 rows (four),
+    # and the same count for every batch.
     chunk = rotation.rows_per_update(on_each_database) or 500
     assert chunk in (128, 500)
-    writes = [[sql for sql in batch if sql.startswith("UPDATE")] for batch in per_batch]
+    writes = [[sql for sql in batch if EXECUTEMANY.sub("", sql).startswith("UPDATE")] for batch in per_batch]
+    if connection.vendor == "sqlite":
+        assert all(sql.startswith("500 times: UPDATE") for batch in writes for sql in batch)
     assert [len(batch) for batch in writes] == [-(-500 // chunk)] * 4
     assert len({len(batch) for batch in per_batch}) == 1  # nothing else that grows with the rows
     assert len(per_batch[0]) <= 1 + len(writes[0]) + 3  # transaction control and the lock bound at most
@@ -658,3 +665,91 @@ def test_the_output_never_contains_a_token_or_key(settings: Any) -> None:
     ]
     for secret in [*secrets, OLD_KEY, NEW_KEY, STRAY_KEY]:
         assert not secret or secret not in text
+
+
+def sqlite_rows_to_rotate(count: int, settings: Any) -> Any:
+    """``count`` rows under the old key on SQLite, the new key first; SQLite's connection."""
+    connection = connections[router.db_for_write(CloudSyncToken)]
+    if connection.vendor != "sqlite":
+        pytest.skip("rowid is SQLite's")
+    settings.CLOUDSYNC_ENCRYPTION_KEYS = [OLD_KEY]
+    make_rows(count)
+    settings.CLOUDSYNC_ENCRYPTION_KEYS = [NEW_KEY, OLD_KEY]
+    return connection
+
+
+def test_on_sqlite_rows_are_visited_in_the_tables_own_rowid_order(settings: Any) -> None:
+    connection = sqlite_rows_to_rotate(30, settings)
+    table = connection.ops.quote_name(CloudSyncToken._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(f"SELECT id FROM {table} ORDER BY rowid")  # noqa: S608 (our own name)
+        stored_order = [uuid.UUID(pk) for (pk,) in cursor.fetchall()]
+    assert stored_order != sorted(stored_order)  # random UUIDs: pk order is not the table's
+
+    visited = [row.pk for batch in rotation.KeyRotation(batch_size=7)._pages() for row in batch]
+
+    assert visited == stored_order
+    assert rotate_keys(batch_size=7).rotated == 30
+
+
+def test_on_sqlite_a_row_whose_rowid_went_to_another_row_mid_batch_is_not_written(settings: Any) -> None:
+    # SQLite gives a new row the highest rowid plus one: delete the last row, and the next row
+    # created takes its rowid. The write finds rows by rowid but also checks their pk.
+    connection = sqlite_rows_to_rotate(5, settings)
+    last, last_rowid = [(row.pk, row.position) for batch in rotation.KeyRotation()._pages() for row in batch][
+        -1
+    ]
+    newcomer: dict[uuid.UUID, tuple[str, str]] = {}
+
+    def replace_the_last_row() -> None:
+        CloudSyncToken.objects.filter(pk=last).delete()
+        settings.CLOUDSYNC_ENCRYPTION_KEYS = [OLD_KEY]  # a worker still on the old key
+        try:
+            newcomer.update(make_rows(1, prefix="usr_newcomer"))
+        finally:
+            settings.CLOUDSYNC_ENCRYPTION_KEYS = [NEW_KEY, OLD_KEY]
+
+    with connection.execute_wrapper(before_first_write(replace_the_last_row)):
+        result = rotate_keys()
+
+    assert (result.rotated, result.gone) == (4, 1)
+    (newcomer_pk,) = newcomer
+    assert [row.position for row in rotation._read_rows(connection.alias, pks=[newcomer_pk.hex])] == [
+        last_rowid
+    ]
+    assert key_ids_in_use()[newcomer_pk] == {OLD_ID}  # its own tokens, not the gone row's
+    settings.CLOUDSYNC_ENCRYPTION_KEYS = [NEW_KEY, OLD_KEY]
+    assert readable_tokens()[newcomer_pk] == newcomer[newcomer_pk]
+    assert rotate_keys().rotated == 1
+
+
+def test_the_associated_data_the_rotation_builds_is_the_models_own() -> None:
+    associated_data = rotation._associated_data_by_pk()
+    row = CloudSyncToken(pk=uuid.uuid4())
+
+    for field in rotation.TOKEN_FIELDS:
+        assert associated_data(str(row.pk), field) == row.associated_data(field)
+
+
+@pytest.mark.parametrize("batch_size", [1, 4])
+def test_a_row_with_one_token_already_under_the_new_key_keeps_it_and_rotates_the_other(
+    on_each_database: str, settings: Any, batch_size: int
+) -> None:
+    # A batch where one column has nothing to write for any row (on PostgreSQL: an array of
+    # NULLs, or of one NULL, which the server gets as an empty string).
+    settings.CLOUDSYNC_ENCRYPTION_KEYS = [OLD_KEY]
+    plaintexts = make_rows(4)
+    settings.CLOUDSYNC_ENCRYPTION_KEYS = [NEW_KEY, OLD_KEY]
+    for row in CloudSyncToken.objects.all():
+        row.refresh_token_ciphertext = conf.cipher().encrypt(
+            plaintexts[row.pk][1], row.associated_data("refresh_token")
+        )
+        row.save(update_fields=["refresh_token_ciphertext"])
+    already = {pk: refresh for pk, (_access, refresh) in ciphertexts().items()}
+
+    result = rotate_keys(batch_size=batch_size)
+
+    assert (result.rotated, result.complete) == (4, True)
+    assert {pk: refresh for pk, (_access, refresh) in ciphertexts().items()} == already
+    settings.CLOUDSYNC_ENCRYPTION_KEYS = [NEW_KEY]
+    assert readable_tokens() == plaintexts

@@ -7,12 +7,17 @@ the old one after it) and deploy; run the rotation (``manage.py cloudsync_rotate
 The rotation is safe to run while the site serves requests, and to run again after it was
 interrupted:
 
-* Rows are read in batches by primary key (keyset pagination), never all at once; each batch
-  commits on its own, so an interruption loses at most the batch in flight.
+* Rows are read in batches (keyset pagination), never all at once; each batch commits on its
+  own, so an interruption loses at most the batch in flight. They are visited in the table's own
+  order: by primary key where the table is stored in that order (MySQL/MariaDB's InnoDB) or
+  where rows move when updated (PostgreSQL), by ``rowid`` on SQLite, whose rows are stored in
+  ``rowid`` order while the primary key is a random UUID: in pk order each batch would rewrite
+  about one page per row, in ``rowid`` order a few rows' worth of pages.
 * A row whose ciphertexts are already under the first key is skipped, so a second run finishes
   the job without re-encrypting anything twice.
-* A batch is re-encrypted in Python and written in one UPDATE (a few where the database limits
-  query parameters, as SQLite does), with a compare-and-swap on ``version`` for each row: a row
+* A batch is re-encrypted in Python and written in one UPDATE (PostgreSQL: the batch as arrays;
+  SQLite: one prepared statement run for each row; elsewhere a few, within the database's limit
+  on query parameters), with a compare-and-swap on ``version`` for each row: a row
   that a refresh wrote between our read and our write keeps the refresh's tokens, and is read
   again (the refresh's tokens are then usually under the first key already) and retried. So a
   batch costs the same few queries whatever the table's size. ``version`` itself is left alone,
@@ -27,6 +32,7 @@ progress or may be interrupted.
 from __future__ import annotations
 
 import dataclasses
+import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from typing import Any, NamedTuple
@@ -53,11 +59,15 @@ class StoredRow(NamedTuple):
     """The columns of one row the rotation reads (:data:`ROW_FIELDS`), as plain values: a model
     instance per row would cost more than the row's encryption."""
 
-    pk: Any
+    pk: uuid.UUID
     account_id: str
     version: int
     access_token_ciphertext: str
     refresh_token_ciphertext: str
+    #: The primary key as the database gives and takes it (SQLite, MySQL: 32 hex digits).
+    db_pk: Any
+    #: Where the next page starts after this row: SQLite's ``rowid``, elsewhere ``db_pk``.
+    position: Any
 
 
 @dataclasses.dataclass
@@ -147,19 +157,17 @@ class KeyRotation:
             if self.result.limit_reached:
                 return
 
-    # Reading: keyset pagination over the primary key, so memory stays at one batch.
+    # Reading: keyset pagination in the table's own order, so memory stays at one batch.
 
     def _pages(self) -> Iterator[list[StoredRow]]:
-        rows = CloudSyncToken.objects.using(self.database).order_by("pk").values_list(*ROW_FIELDS)
-        last_pk = None
+        last = None
         while True:
-            page = rows if last_pk is None else rows.filter(pk__gt=last_pk)
-            batch = list(map(StoredRow._make, page[: self.batch_size]))
+            batch = _read_rows(self.database, after=last, limit=self.batch_size)
             if batch:
                 yield batch
             if len(batch) < self.batch_size:
                 return
-            last_pk = batch[-1].pk
+            last = batch[-1].position
 
     def _check_batch(self, batch: list[StoredRow]) -> Tally:
         tally = Tally(examined=len(batch))
@@ -210,11 +218,7 @@ class KeyRotation:
         # Some rows changed since they were read: tell which by what they hold now. Each new
         # ciphertext has a nonce of its own, so a row holds it only if our write went in; and our
         # write's row locks (SQLite: its write lock) keep those rows as they are until we commit.
-        rows = CloudSyncToken.objects.using(self.database).values_list(*ROW_FIELDS)
-        now = {
-            row.pk: row
-            for row in map(StoredRow._make, rows.filter(pk__in=[resealed.row.pk for resealed in pending]))
-        }
+        now = {row.pk: row for row in _read_rows(self.database, pks=[r.row.db_pk for r in pending])}
         retry: list[Resealed] = []
         for resealed in pending:
             fresh = now.get(resealed.row.pk)
@@ -248,12 +252,13 @@ class KeyRotation:
 def rows_per_update(database: str) -> int | None:
     """How many rows one UPDATE of a batch writes on ``database`` (``None``: the whole batch).
 
-    PostgreSQL takes a batch as four arrays. Elsewhere each row takes :data:`PARAMS_PER_ROW`
-    parameters, within the database's limit (SQLite's 999), and the server matches every row
-    against every ``WHEN`` of the ``CASE``: so at most :data:`CASE_ROWS` rows a statement.
+    PostgreSQL takes a batch as four arrays, SQLite as one prepared statement run for each row.
+    Elsewhere each row takes :data:`PARAMS_PER_ROW` parameters, within the database's limit, and
+    the server matches every row against every ``WHEN`` of the ``CASE``: so at most
+    :data:`CASE_ROWS` rows a statement.
     """
     connection = connections[database]
-    if connection.vendor == "postgresql":
+    if connection.vendor in ("postgresql", "sqlite"):
         return None
     max_params = connection.features.max_query_params
     return min(CASE_ROWS, max(1, (max_params or CASE_ROWS * PARAMS_PER_ROW) // PARAMS_PER_ROW))
@@ -267,28 +272,97 @@ class Resealed:
     changes: dict[str, str]
 
 
-#: Query parameters one row takes in :func:`_write_if_unchanged`'s UPDATE: its pk in the ``IN``
-#: list, its pk and version in the version check, its pk and ciphertext for each token column.
+#: Query parameters one row takes in :func:`_write_if_unchanged_with_case`'s UPDATE: its pk in the
+#: ``IN`` list, its pk and version in the version check, its pk and ciphertext for each token column.
 PARAMS_PER_ROW = 3 + 2 * len(TOKEN_FIELDS)
 CASE_ROWS = 128
+#: Primary keys one re-read of changed rows names, within SQLite's 999 query parameters.
+PKS_PER_READ = 500
+
+
+def _read_rows(
+    database: str, *, after: Any = None, limit: int | None = None, pks: list[Any] | None = None
+) -> list[StoredRow]:
+    """The rows after position ``after``, at most ``limit``, in the table's order; or the rows
+    whose primary keys (as the database stores them) are ``pks``.
+
+    Raw SQL, not the ORM: the ORM cannot order by SQLite's ``rowid``, and its per-row work would
+    cost about as much as the row's encryption.
+    """
+    connection = connections[database]
+    table, pk_column, _ = _names(database)
+    quote = connection.ops.quote_name
+    # SQLite stores a table in rowid order, and its random UUID primary key is a separate index.
+    position = "rowid" if connection.vendor == "sqlite" else pk_column
+    columns = ", ".join([position, *map(quote, ROW_FIELDS)])
+    select = f"SELECT {columns} FROM {table}"  # noqa: S608 (our own names)
+    rows: list[tuple[Any, ...]] = []
+    with connection.cursor() as cursor:
+        if pks is not None:
+            for start in range(0, len(pks), PKS_PER_READ):
+                chunk = pks[start : start + PKS_PER_READ]
+                cursor.execute(f"{select} WHERE {pk_column} IN ({', '.join(['%s'] * len(chunk))})", chunk)
+                rows += cursor.fetchall()
+        else:
+            where, params = ("", []) if after is None else (f" WHERE {position} > %s", [after])
+            sql = f"{select}{where} ORDER BY {position}"
+            if limit is not None:
+                sql += f" LIMIT {int(limit)}"
+            cursor.execute(sql, params)
+            rows = cursor.fetchall()
+    return [
+        StoredRow(
+            pk if isinstance(pk, uuid.UUID) else uuid.UUID(pk), account_id, version, access, refresh, pk, at
+        )
+        for at, pk, account_id, version, access, refresh in rows
+    ]
 
 
 def _write_if_unchanged(database: str, pending: list[Resealed]) -> int:
-    """Write every row's new ciphertexts in one UPDATE, each only if its ``version`` is the one we
-    read (a compare-and-swap per row); how many rows it wrote.
+    """Write every row's new ciphertexts, each only if its ``version`` is the one we read (a
+    compare-and-swap per row); how many rows it wrote.
 
     ``version`` and ``updated_at`` are left alone: they mean "new tokens", and a rotation brings
     none (``refresh_after_rejection`` compares ``version``).
     """
-    connection = connections[database]
-    if connection.vendor == "postgresql":
+    vendor = connections[database].vendor
+    if vendor == "postgresql":
         return _write_if_unchanged_from_arrays(database, pending)
+    if vendor == "sqlite":
+        return _write_if_unchanged_by_rowid(database, pending)
+    return _write_if_unchanged_with_case(database, pending)
+
+
+def _write_if_unchanged_by_rowid(database: str, pending: list[Resealed]) -> int:
+    """:func:`_write_if_unchanged` on SQLite: one short UPDATE, prepared once and run for each row
+    (``executemany``: no statement to parse per row, no ``CASE`` to match). The row is found by
+    its ``rowid`` (no index to walk) and must still have its primary key: a ``VACUUM`` may renumber
+    rowids, and a deleted row's rowid may be given to a new row, which is then left alone."""
+    connection = connections[database]
     quote = connection.ops.quote_name
     table, pk_column, version_column = _names(database)
+    sets = ", ".join(f"{quote(column)} = COALESCE(%s, {quote(column)})" for column in TOKEN_COLUMNS)
+    sql = (
+        f"UPDATE {table} SET {sets} "  # noqa: S608 (our own names)
+        f"WHERE rowid = %s AND {pk_column} = %s AND {version_column} = %s"
+    )
+    params = [
+        (*(resealed.changes.get(column) for column in TOKEN_COLUMNS), row.position, row.db_pk, row.version)
+        for resealed in pending
+        for row in (resealed.row,)
+    ]
+    with connection.cursor() as cursor:
+        cursor.executemany(sql, params)
+        # sqlite3 sums the rows each run changed.
+        return int(cursor.rowcount)
 
-    def pk_param(resealed: Resealed) -> Any:
-        return CloudSyncToken._meta.pk.get_db_prep_value(resealed.row.pk, connection)
 
+def _write_if_unchanged_with_case(database: str, pending: list[Resealed]) -> int:
+    """:func:`_write_if_unchanged` elsewhere (MySQL, MariaDB): one UPDATE with a ``CASE`` per
+    column, the version check a ``CASE`` too (``executemany`` would be a round trip per row)."""
+    connection = connections[database]
+    quote = connection.ops.quote_name
+    table, pk_column, version_column = _names(database)
     assignments: list[str] = []
     params: list[Any] = []
     for column in TOKEN_COLUMNS:
@@ -299,12 +373,12 @@ def _write_if_unchanged(database: str, pending: list[Resealed]) -> int:
                 f"ELSE {quote(column)} END"
             )
             for resealed in changed:
-                params += [pk_param(resealed), resealed.changes[column]]
+                params += [resealed.row.db_pk, resealed.changes[column]]
     in_list = ", ".join(["%s"] * len(pending))
-    params += [pk_param(resealed) for resealed in pending]
+    params += [resealed.row.db_pk for resealed in pending]
     expected = " ".join(["WHEN %s THEN %s"] * len(pending))
     for resealed in pending:
-        params += [pk_param(resealed), resealed.row.version]
+        params += [resealed.row.db_pk, resealed.row.version]
     sql = (
         f"UPDATE {table} SET {', '.join(assignments)} "  # noqa: S608 (our own names)
         f"WHERE {pk_column} IN ({in_list}) AND {version_column} = CASE {pk_column} {expected} END"
@@ -317,7 +391,15 @@ def _write_if_unchanged(database: str, pending: list[Resealed]) -> int:
 def _write_if_unchanged_from_arrays(database: str, pending: list[Resealed]) -> int:
     """:func:`_write_if_unchanged` on PostgreSQL: the batch as four arrays joined to the table,
     four parameters whatever the batch's size (binding one parameter per value costs more than
-    the UPDATE itself). A NULL ciphertext keeps the column as it is."""
+    the UPDATE itself). A NULL ciphertext keeps the column as it is.
+
+    Each array is sent as one comma-separated string that the server splits: psycopg's client-side
+    binding would quote each element of a list on its own, a regular expression per value. No
+    value can hold a comma: a UUID, a number, a ciphertext (``v1$<hex>$<URL-safe base64>``) we
+    just sealed; an empty field is NULL (a sealed ciphertext is never empty). A batch of one row
+    with nothing for a column sends ``''``, which splits into an empty array, and ``unnest`` pads
+    the shorter arrays with NULL: the column is kept all the same.
+    """
     connection = connections[database]
     quote = connection.ops.quote_name
     table, pk_column, version_column = _names(database)
@@ -327,18 +409,23 @@ def _write_if_unchanged_from_arrays(database: str, pending: list[Resealed]) -> i
     )
     sql = (
         f"UPDATE {table} SET {sets} "  # noqa: S608 (our own names)
-        "FROM unnest(%s::uuid[], %s::bigint[], %s::text[], %s::text[]) "
+        "FROM unnest(string_to_array(%s, ',')::uuid[], string_to_array(%s, ',')::bigint[], "
+        f"{', '.join([STRING_TO_TEXT_ARRAY] * len(columns))}) "
         f"AS new(pk, version, {', '.join(columns)}) "
         f"WHERE {table}.{pk_column} = new.pk AND {table}.{version_column} = new.version"
     )
     params = [
-        [resealed.row.pk for resealed in pending],
-        [resealed.row.version for resealed in pending],
-        *([resealed.changes.get(column) for resealed in pending] for column in columns),
+        ",".join([str(resealed.row.pk) for resealed in pending]),
+        ",".join([str(resealed.row.version) for resealed in pending]),
+        *(",".join([resealed.changes.get(column) or "" for resealed in pending]) for column in columns),
     ]
     with connection.cursor() as cursor:
         cursor.execute(sql, params)
         return int(cursor.rowcount)
+
+
+#: A text array from one comma-separated parameter, its empty fields NULL.
+STRING_TO_TEXT_ARRAY = "string_to_array(%s, ',', '')"
 
 
 def _names(database: str) -> tuple[str, str, str]:
@@ -364,20 +451,38 @@ def check_keys(*, database: str | None = None, batch_size: int = DEFAULT_BATCH_S
     return KeyRotation(database=database, batch_size=batch_size, check=True).run()
 
 
-def _associated_data_by_pk() -> Callable[[Any, str], bytes]:
-    """The model's own :meth:`~CloudSyncToken.associated_data` for a row known by its pk alone:
-    one unsaved instance, reused, so the format has one home."""
+def _associated_data_by_pk() -> Callable[[str, str], bytes]:
+    """The model's own :meth:`~CloudSyncToken.associated_data` for a row known by its pk's text
+    alone, so the format has one home.
+
+    The model is asked once per field, for a stand-in pk: where its output is the pk's text with
+    the same bytes around it for two different pks, a row's associated data is those bytes around
+    its pk (a concatenation, not an unsaved instance per token). Otherwise the model is asked for
+    every token.
+    """
     stand_in = CloudSyncToken()
 
-    def associated_data(pk: Any, field: str) -> bytes:
-        stand_in.pk = pk
+    def of_model(pk: str, field: str) -> bytes:
+        stand_in.pk = uuid.UUID(pk)
         return stand_in.associated_data(field)
+
+    samples = (str(uuid.UUID(int=0x0123456789ABCDEF0123456789ABCDEF)), str(uuid.UUID(int=2**128 - 1)))
+    around: dict[str, tuple[bytes, bytes]] = {}
+    for field in TOKEN_FIELDS:
+        before, _, after = of_model(samples[0], field).partition(samples[0].encode("ascii"))
+        if any(of_model(pk, field) != before + pk.encode("ascii") + after for pk in samples):
+            return of_model
+        around[field] = (before, after)
+
+    def associated_data(pk: str, field: str) -> bytes:
+        before, after = around[field]
+        return before + pk.encode("ascii") + after
 
     return associated_data
 
 
 def _resealed(
-    cipher: TokenCipher, row: StoredRow, associated_data_of: Callable[[Any, str], bytes]
+    cipher: TokenCipher, row: StoredRow, associated_data_of: Callable[[str, str], bytes]
 ) -> dict[str, str]:
     """The new ciphertexts of ``row``'s tokens that are not under the first key (``{}`` if none).
 
@@ -385,26 +490,28 @@ def _resealed(
     readable. Raises :class:`~django_cloudsync.errors.UndecryptableToken` otherwise.
     """
     changes: dict[str, str] = {}
+    pk = str(row.pk)  # once for both tokens
     for field, column in zip(TOKEN_FIELDS, TOKEN_COLUMNS, strict=True):
         ciphertext: str = getattr(row, column)
         if not ciphertext and field == "refresh_token":
             continue  # CloudSync issued no refresh token
-        resealed = cipher.reseal(ciphertext, associated_data_of(row.pk, field))
+        resealed = cipher.reseal(ciphertext, associated_data_of(pk, field))
         if resealed is not None:
             changes[column] = resealed
     return changes
 
 
 def _verified_key_ids(
-    cipher: TokenCipher, row: StoredRow, associated_data_of: Callable[[Any, str], bytes]
+    cipher: TokenCipher, row: StoredRow, associated_data_of: Callable[[str, str], bytes]
 ) -> set[str]:
     """The ids of the keys that sealed ``row``'s tokens, after checking that each one decrypts."""
     key_ids = set()
+    pk = str(row.pk)
     for field in TOKEN_FIELDS:
         ciphertext: str = getattr(row, f"{field}_ciphertext")
         if not ciphertext and field == "refresh_token":
             continue
-        cipher.decrypt(ciphertext, associated_data_of(row.pk, field))  # only whether it opens matters
+        cipher.decrypt(ciphertext, associated_data_of(pk, field))  # only whether it opens matters
         key_ids.add(cipher.key_id_of(ciphertext))
     return key_ids
 
