@@ -47,6 +47,9 @@ RACE_WORKERS = 4
 RACE_COROUTINES = 100
 #: "No thread per call": the storm may add at most this many threads to the idle worker.
 THREAD_ALLOWANCE = 5
+#: "Close to one delay", for the one view gathering the calls (the app's share alone: the
+#: 200-view figure is bounded by Django's own per-request cost, which the sleeping views show).
+GATHER_RATIO = 1.5
 #: Bounds on every wait: a worker's start, one request, the storm.
 START_TIMEOUT = 120.0
 REQUEST_TIMEOUT = 60.0
@@ -322,7 +325,8 @@ def _storm_row(storm: dict[str, dict[str, Any]]) -> Row:
     return Row(
         figure=f"{STORM_VIEWS} concurrent async views, each waiting on one API answer delayed "
         f"{STORM_DELAY * 1000:.0f} ms: total time / one delay; worker's peak threads above idle",
-        target=f"close to 1; ≤ {THREAD_ALLOWANCE} threads above idle",
+        target=f"close to 1 (one view gathering: ≤ {GATHER_RATIO}); ≤ {THREAD_ALLOWANCE} threads above "
+        "idle, over the sleeping views",
         app=f"{views['elapsed'] / STORM_DELAY:.1f} x "
         f"(sleeping instead: {sleeping['elapsed'] / STORM_DELAY:.1f} x); "
         f"+{above(views)} threads, +{over_sleeping} over the views sleeping instead. "
@@ -332,7 +336,8 @@ def _storm_row(storm: dict[str, dict[str, Any]]) -> Row:
         met=ok == STORM_VIEWS
         and gathered_ok == STORM_VIEWS
         and over_sleeping <= THREAD_ALLOWANCE
-        and above(gathered) <= THREAD_ALLOWANCE,
+        and above(gathered) <= THREAD_ALLOWANCE
+        and gathered["elapsed"] / STORM_DELAY <= GATHER_RATIO,
         notes=[
             f"{ok} of {STORM_VIEWS} views answered 200 ({_statuses(views['statuses'])}) in "
             f"{views['elapsed'] * 1000:.0f} ms; API calls {views['api_calls']}, new TCP connections to the "
@@ -345,8 +350,8 @@ def _storm_row(storm: dict[str, dict[str, Any]]) -> Row:
             f"{gathered['peak_threads']} with the one view. Django runs each ASGI request's sync parts (the "
             "session middleware, the async ORM) on a thread of that request's own (asgiref's "
             "ThreadSensitiveContext) while it lasts, with or without this app; the API calls add none. "
-            "The async client's pool holds at most 32 connections per event loop "
-            "(django_cloudsync/http.py), so 200 calls at once take at least 7 delays."
+            "The async client's pool holds up to CLOUDSYNC_ASYNC_MAX_CONNECTIONS (256) connections per "
+            "event loop, so the 200 gathered calls are all under way at once."
         ],
     )
 

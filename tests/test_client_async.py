@@ -14,6 +14,7 @@ import threading
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
+import httpx
 import pytest
 from asgiref.sync import async_to_sync
 
@@ -255,6 +256,80 @@ def test_loops_in_two_threads_get_pools_of_their_own(fake: FakeCloudSync, client
 
     assert len(pools) == 2
     assert fake.counters["api_calls"] == 2
+
+
+def test_calls_gathered_at_once_each_get_a_connection_and_no_thread(
+    fake: FakeCloudSync, client: CloudSync
+) -> None:
+    # More calls than the pool's old cap (32): with the fake holding every answer back, a cap
+    # would show as fewer connections than calls (the rest queued for a free one).
+    calls = 40
+    fake.delay_always("me", 0.2)
+
+    def threads() -> int:
+        # The fake serves each connection on a thread of its own: those are not the client's.
+        return sum(1 for thread in threading.enumerate() if "process_request_thread" not in thread.name)
+
+    async def gathered() -> tuple[int, int, int]:
+        await client.ame()  # the loop's pool and its first connection, before counting
+        idle, before = threads(), fake.counters["connections"]
+        peak = [idle]
+
+        async def one() -> None:
+            await client.ame()
+            peak.append(threads())
+
+        await asyncio.gather(*(one() for _ in range(calls)))
+        return fake.counters["connections"] - before, idle, max(peak)
+
+    opened, idle, peak = run(gathered)
+
+    assert fake.counters["delayed_answers"] == calls + 1
+    # The first call's connection is reused by one of them; each other call opens its own.
+    assert opened == calls - 1
+    assert peak == idle
+
+
+def test_a_new_loops_first_call_builds_no_tls_context_in_the_loop(
+    fake: FakeCloudSync, client: CloudSync, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    in_a_loop: list[bool] = []
+    create = httpx.create_ssl_context
+
+    def recording(*args: Any, **kwargs: Any) -> Any:
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            in_a_loop.append(False)
+        else:
+            in_a_loop.append(True)
+        return create(*args, **kwargs)
+
+    monkeypatch.setattr(httpx, "create_ssl_context", recording)
+    monkeypatch.setattr(http, "_ssl_context", None)  # as in a process that made no async call yet
+
+    async def first_call() -> Any:
+        return await client.ame()
+
+    run(first_call)
+    run(first_call)
+
+    # Built once for the process (not once per loop: httpx alone would load the CA bundle for
+    # every new client), and in a worker thread, where no event loop runs.
+    assert in_a_loop == [False]
+    assert fake.counters["api_calls"] == 2
+
+
+def test_the_pool_size_is_a_positive_integer(settings: Any, fake: FakeCloudSync, client: CloudSync) -> None:
+    settings.CLOUDSYNC_ASYNC_MAX_CONNECTIONS = 0
+
+    async def call() -> Any:
+        return await client.ame()
+
+    with pytest.raises(errors.ConfigurationError, match="CLOUDSYNC_ASYNC_MAX_CONNECTIONS"):
+        run(call)
+    settings.CLOUDSYNC_ASYNC_MAX_CONNECTIONS = 2
+    assert run(call)["id"] == "usr_ada"
 
 
 # -- the same rules as the sync calls --------------------------------------------------------

@@ -32,6 +32,9 @@ DEFAULT_MAX_RETRIES = 2
 DEFAULT_REFRESH_LEEWAY = 60
 DEFAULT_MAX_RESPONSE_BYTES = 1024 * 1024
 DEFAULT_MAX_RETRY_AFTER = 30.0
+#: Connections the async client may hold open per event loop: enough that a view gathering a
+#: couple of hundred calls sends them all at once instead of in rounds.
+DEFAULT_ASYNC_MAX_CONNECTIONS = 256
 #: Seconds one API call or token request may take in all (see the module's docstring).
 DEFAULT_DEADLINE = 60.0
 #: Seconds a refresh's lease outlasts the longest its token request may take: a claimer that is
@@ -181,6 +184,17 @@ def lock_timeout() -> float:
 def max_response_bytes() -> int:
     """``CLOUDSYNC_MAX_RESPONSE_BYTES``: a larger response body is refused as invalid."""
     return int(getattr(settings, "CLOUDSYNC_MAX_RESPONSE_BYTES", DEFAULT_MAX_RESPONSE_BYTES))
+
+
+def async_max_connections() -> int:
+    """``CLOUDSYNC_ASYNC_MAX_CONNECTIONS``: open connections to CloudSync per event loop, at most.
+
+    Read when an event loop's client is created; calls beyond it wait for a free connection.
+    """
+    value = getattr(settings, "CLOUDSYNC_ASYNC_MAX_CONNECTIONS", DEFAULT_ASYNC_MAX_CONNECTIONS)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise errors.ConfigurationError("CLOUDSYNC_ASYNC_MAX_CONNECTIONS must be a positive integer")
+    return value
 
 
 def encryption_keys() -> list[str]:

@@ -17,21 +17,21 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import importlib
 import json
 import os
+import ssl
 import threading
 import weakref
 from collections.abc import AsyncGenerator, Iterable, Mapping
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
+import httpx
 import requests
 import urllib3.exceptions
 from requests.adapters import HTTPAdapter
 
 from . import conf, errors, wire
-
-if TYPE_CHECKING:
-    import httpx
 
 _lock = threading.Lock()
 _session: requests.Session | None = None
@@ -182,6 +182,34 @@ class _LoopPool:
 
 _async_lock = threading.Lock()
 _async_pools: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopPool] = weakref.WeakKeyDictionary()
+#: The async transport's TLS context, built once per process (see :func:`_async_ssl_context`).
+_ssl_context: ssl.SSLContext | None = None
+#: What httpx imports lazily on a client's construction and first connection (httpcore, h11,
+#: anyio's asyncio backend and TLS streams: tens of ms the first time).
+_LAZY_MODULES = ("httpcore", "h11", "anyio._backends._asyncio", "anyio.streams.tls")
+
+
+async def _async_ssl_context() -> ssl.SSLContext:
+    """The process's TLS context for the async client; its first use builds it in a worker thread.
+
+    Loading the CA bundle takes tens of ms, and httpx would do it for every new client (so every
+    new event loop) inside the loop; httpx's lazy imports on the first client and the first
+    connection take as long again. Both happen once per process, in a thread, so the loop keeps
+    running meanwhile; sync-only sites and management commands never pay for them. Two loops'
+    first calls may both build it: the same work, one of the results kept.
+    """
+    global _ssl_context
+    context = _ssl_context
+    if context is None:
+        context = _ssl_context = await asyncio.to_thread(_prepare_async_transport)
+    return context
+
+
+def _prepare_async_transport() -> ssl.SSLContext:
+    for module in _LAZY_MODULES:
+        importlib.import_module(module)
+    # No CA bundle or key log file from the environment: like the sync session.
+    return httpx.create_ssl_context(trust_env=False)
 
 
 async def get_async_client() -> httpx.AsyncClient:
@@ -191,14 +219,21 @@ async def get_async_client() -> httpx.AsyncClient:
         pool = _async_pools.get(loop)
     if pool is not None and not pool.client.is_closed:
         return pool.client
-    import httpx  # only processes that make async calls pay for the import
-
+    context = await _async_ssl_context()
+    # Another coroutine of this loop may have created the client while this one awaited the
+    # context: from here to the registration below nothing suspends, so one loop gets one pool.
+    with _async_lock:
+        pool = _async_pools.get(loop)
+    if pool is not None and not pool.client.is_closed:
+        return pool.client
+    size = conf.async_max_connections()
     client = httpx.AsyncClient(
         headers=dict(BASE_HEADERS),
         follow_redirects=False,
+        verify=context,
         # No proxy, netrc or CA bundle from the environment: like the sync session.
         trust_env=False,
-        limits=httpx.Limits(max_connections=32, max_keepalive_connections=32),
+        limits=httpx.Limits(max_connections=size, max_keepalive_connections=size),
     )
     closer = _close_when_the_loop_ends(client)
     # Runs to its first yield without suspending (so no other task can get here in between); from
@@ -237,8 +272,6 @@ def _forget_async_pools() -> None:
 
 async def asend(outgoing: Outgoing) -> Received:
     """:func:`send` on this event loop's pooled ``httpx.AsyncClient``: the same bounds, the same errors."""
-    import httpx
-
     deadline, connect, read = outgoing.bounds()
     client = await get_async_client()
     request = client.build_request(
