@@ -379,6 +379,9 @@ def test_app_redirect_uris_an_app_can_use_pass(provider: Any, uri: str) -> None:
         pytest.param("", id="empty"),
         pytest.param(None, id="not-a-string"),
         pytest.param("https://[::1/callback", id="malformed"),
+        pytest.param("https://bücher.example/callback", id="not-ascii"),
+        pytest.param("com.example.app:/call back", id="a-space"),
+        pytest.param("com.example.app:/callback\n", id="a-control-character"),
     ],
 )
 def test_an_app_redirect_uri_an_app_cannot_use_is_e010_naming_its_position(provider: Any, uri: Any) -> None:

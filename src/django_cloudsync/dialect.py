@@ -49,6 +49,9 @@ TOKEN_PATTERN: Final = re.compile(r"[A-Za-z0-9\-._~+/]{1,4096}=*")
 PKCE_VALUE_PATTERN: Final = re.compile(r"[A-Za-z0-9\-._~]{43,128}")
 #: An app's private-use URI scheme is a reverse domain name it controls (RFC 8252 §7.1).
 _PRIVATE_USE_SCHEME = re.compile(r"[a-z][a-z0-9+\-]*(?:\.[a-z0-9+\-]+)+", re.IGNORECASE)
+#: The characters a URI may hold (RFC 3986 §2: unreserved, reserved, and ``%`` for encoding):
+#: ASCII only, no space or control character. ``#`` is among them, and refused on its own.
+_URI_CHARACTERS = re.compile(r"[A-Za-z0-9\-._~:/?#\[\]@!$&'()*+,;=%]+")
 
 # RFC 6749 §5.2 error codes at the token endpoint, and the API's own error codes.
 INVALID_GRANT: Final = "invalid_grant"
@@ -78,9 +81,10 @@ def is_redirect_uri(value: object) -> bool:
 
     An absolute ``http``/``https`` URI with a host (a website, or an app's claimed HTTPS or
     loopback URI), or an app's private-use scheme such as ``com.example.app:/callback``
-    (RFC 8252 §7); never with a fragment (RFC 6749 §3.1.2).
+    (RFC 8252 §7); never with a fragment (RFC 6749 §3.1.2), and only of URI characters (an IRI
+    such as ``https://bücher.example/cb`` is not a URI: its host would be compared byte for byte).
     """
-    if not isinstance(value, str) or not value or "#" in value:
+    if not isinstance(value, str) or "#" in value or not _URI_CHARACTERS.fullmatch(value):
         return False
     try:
         parts = urlsplit(value)
