@@ -18,7 +18,8 @@ Async views
     through Django's async ORM and never in the event loop. It loads the user if nothing did
     yet (with Django's ``request.auser()`` once that was awaited, else in a thread), and shares
     the cache with ``.cloudsync``. ``await request.auser()`` returns the same proxy, so
-    ``(await request.auser()).acloudsync()`` works too, under ASGI and WSGI alike. The middleware is sync and async capable: an async chain stays async, with no thread.
+    ``(await request.auser()).acloudsync()`` works too, under ASGI and WSGI alike. The
+    middleware is sync and async capable: an async chain stays async, with no thread.
 
 Stored tokens that cannot be decrypted
     Building the client decrypts nothing, so pages that do not call CloudSync are unaffected
