@@ -6,6 +6,7 @@ real SMTP backend whose server refuses the connection (a closed loopback port).
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 
 import django
@@ -35,10 +36,18 @@ BROWSER_SESSION_URL = "/_allauth/browser/v1/auth/session"
 # Each test commits for real (no wrapping test transaction), so that a ROLLBACK is what it checks.
 pytestmark = [
     pytest.mark.django_db(transaction=True, databases="__all__"),
-    # The mail these tests break is set with the EMAIL_* settings, which Django 6.1 replaces with
-    # MAILERS (and warns on); the other Django lines of the matrix run them.
-    pytest.mark.skipif(django.VERSION >= (6, 1), reason="drives the EMAIL_* settings (MAILERS on 6.1)"),
 ]
+
+
+def send_mail_through(settings: Any, backend: str, **options: Any) -> None:
+    """Point the site's mail at ``backend`` with ``options`` (``host``, ``port``, ``timeout``):
+    ``MAILERS`` on Django 6.1, which deprecates the ``EMAIL_*`` settings; those before it."""
+    if django.VERSION >= (6, 1):
+        settings.MAILERS = {"default": {"BACKEND": backend, "OPTIONS": options}}
+    else:
+        settings.EMAIL_BACKEND = backend
+        for option, value in options.items():
+            setattr(settings, f"EMAIL_{option.upper()}", value)
 
 
 @pytest.fixture
@@ -52,12 +61,16 @@ def verification_mail(settings: Any) -> Any:
 
 
 @pytest.fixture
-def refusing_smtp_server(verification_mail: Any) -> None:
-    """Django's SMTP backend, pointed at a loopback port nothing listens on."""
-    verification_mail.EMAIL_BACKEND = SMTP_BACKEND
-    verification_mail.EMAIL_HOST = "127.0.0.1"
-    verification_mail.EMAIL_PORT = free_port()
-    verification_mail.EMAIL_TIMEOUT = 5
+def refusing_smtp_server(verification_mail: Any) -> Callable[[], None]:
+    """Django's SMTP backend, pointed at a loopback port nothing listens on; calling the fixture's
+    value points the mail there again."""
+    port = free_port()
+
+    def refuse() -> None:
+        send_mail_through(verification_mail, SMTP_BACKEND, host="127.0.0.1", port=port, timeout=5)
+
+    refuse()
+    return refuse
 
 
 def rows_left() -> dict[str, int]:
@@ -100,7 +113,7 @@ def test_a_working_mail_server_gets_one_verification_mail_and_the_user_signed_in
 
 
 def test_a_failing_verification_mail_at_the_callback_leaves_no_row_and_no_session(
-    database: str, fake: Any, refusing_smtp_server: None, settings: Any
+    database: str, fake: Any, refusing_smtp_server: Callable[[], None], settings: Any
 ) -> None:
     client = browser()
 
@@ -110,7 +123,7 @@ def test_a_failing_verification_mail_at_the_callback_leaves_no_row_and_no_sessio
     assert rows_left() == NO_ROWS
     assert client.get("/").content.startswith(b"not connected")
     # Nothing half-done stands in the way once mail works: the same person signs up.
-    settings.EMAIL_BACKEND = LOCMEM_BACKEND
+    send_mail_through(settings, LOCMEM_BACKEND)
     cache.clear()
     assert sign_in(client).status_code == 302
     assert rows_left() == ONE_USER
@@ -118,7 +131,7 @@ def test_a_failing_verification_mail_at_the_callback_leaves_no_row_and_no_sessio
 
 
 def test_a_failing_verification_mail_in_an_spas_redirect_flow_leaves_no_row(
-    database: str, fake: Any, refusing_smtp_server: None
+    database: str, fake: Any, refusing_smtp_server: Callable[[], None]
 ) -> None:
     client = browser()
     redirect = client.post(
@@ -134,7 +147,7 @@ def test_a_failing_verification_mail_in_an_spas_redirect_flow_leaves_no_row(
 
 
 def test_a_failing_verification_mail_at_the_app_code_endpoint_leaves_no_row(
-    database: str, fake: Any, refusing_smtp_server: None
+    database: str, fake: Any, refusing_smtp_server: Callable[[], None]
 ) -> None:
     token = app_authorization(APP_REDIRECT_URI).token(fake.client_id)
 
@@ -147,13 +160,13 @@ def test_a_failing_verification_mail_at_the_app_code_endpoint_leaves_no_row(
 
 
 def test_a_returning_users_failed_sign_in_keeps_their_rows_as_they_were(
-    database: str, fake: Any, refusing_smtp_server: None, settings: Any
+    database: str, fake: Any, refusing_smtp_server: Callable[[], None], settings: Any
 ) -> None:
     # Only what the failed sign-in wrote is rolled back; an earlier sign-in's rows stay.
-    settings.EMAIL_BACKEND = LOCMEM_BACKEND
+    send_mail_through(settings, LOCMEM_BACKEND)
     assert sign_in(browser()).status_code == 302
     stored = CloudSyncToken.objects.get()
-    settings.EMAIL_BACKEND = SMTP_BACKEND
+    refusing_smtp_server()
 
     # A returning user is sent no mail: the sign-in succeeds and replaces the tokens.
     assert sign_in(browser()).status_code == 302
@@ -169,7 +182,7 @@ def test_the_authorize_redirect_itself_writes_no_row(database: str, fake: Any) -
 
 
 def test_a_failing_verification_mail_at_allauths_provider_token_endpoint_leaves_no_row(
-    database: str, fake: Any, refusing_smtp_server: None
+    database: str, fake: Any, refusing_smtp_server: Callable[[], None]
 ) -> None:
     # allauth's own view: CloudSyncMiddleware runs it in the sign-in transaction.
     response = post_provider_token(browser(), fake)
@@ -179,7 +192,7 @@ def test_a_failing_verification_mail_at_allauths_provider_token_endpoint_leaves_
 
 
 def test_a_failing_verification_mail_at_the_sign_up_form_leaves_no_row_and_no_session(
-    database: str, fake: Any, refusing_smtp_server: None, settings: Any
+    database: str, fake: Any, refusing_smtp_server: Callable[[], None], settings: Any
 ) -> None:
     # The sign-in pauses on allauth's sign-up form; the form's POST completes it.
     settings.SOCIALACCOUNT_AUTO_SIGNUP = False
@@ -196,7 +209,7 @@ def test_a_failing_verification_mail_at_the_sign_up_form_leaves_no_row_and_no_se
 
 
 def test_a_failing_verification_mail_at_an_apps_sign_up_leaves_no_row(
-    database: str, fake: Any, refusing_smtp_server: None, settings: Any
+    database: str, fake: Any, refusing_smtp_server: Callable[[], None], settings: Any
 ) -> None:
     settings.SOCIALACCOUNT_AUTO_SIGNUP = False
     client = browser()
