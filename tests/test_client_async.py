@@ -264,7 +264,9 @@ def test_calls_gathered_at_once_each_get_a_connection_and_no_thread(
     # More calls than the pool's old cap (32): with the fake holding every answer back, a cap
     # would show as fewer connections than calls (the rest queued for a free one).
     calls = 40
-    fake.delay_always("me", 0.2)
+    # Long enough that every call is sent before the first answer comes back, even on a loaded
+    # machine (at 0.2 s, a busy CI saw early answers free connections that later calls reused).
+    fake.delay_always("me", 1.5)
 
     def threads() -> int:
         # The fake serves each connection on a thread of its own: those are not the client's.
