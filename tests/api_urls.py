@@ -110,4 +110,9 @@ if "ninja" in settings.API_FRAMEWORKS:
             return {"connected": False}
         return {"connected": True, "workspaces": len(client.workspaces())}
 
+    @api.get("/client-without-auth")
+    def client_without_auth(request: HttpRequest) -> dict[str, Any]:
+        # No ninja auth: request.auth is not a user, and the client is that of Django's user.
+        return {"connected": ninja.client(request) is not None}
+
     urlpatterns += [path("ninja/", api.urls)]

@@ -322,6 +322,20 @@ def test_a_new_loops_first_call_builds_no_tls_context_in_the_loop(
     assert fake.counters["api_calls"] == 2
 
 
+def test_two_first_calls_at_once_on_a_new_loop_share_one_client(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(http, "_ssl_context", None)  # both wait on the TLS context's first build
+
+    async def both() -> list[httpx.AsyncClient]:
+        clients = await asyncio.gather(http.get_async_client(), http.get_async_client())
+        await http.aclose()
+        return list(clients)
+
+    first, second = run(both)
+
+    assert first is second  # one pool for the loop, not one per caller that got there first
+    assert first.is_closed
+
+
 def test_the_pool_size_is_a_positive_integer(settings: Any, fake: FakeCloudSync, client: CloudSync) -> None:
     settings.CLOUDSYNC_ASYNC_MAX_CONNECTIONS = 0
 

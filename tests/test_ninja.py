@@ -15,6 +15,7 @@ from django.test import Client
 
 from tests.api_contract import *  # noqa: F403 - the shared tests run here with ninja's `api`
 from tests.api_contract import API
+from tests.helpers import signed_in
 
 pytestmark = pytest.mark.django_db
 
@@ -55,3 +56,12 @@ def test_the_openapi_schema_still_builds(fake: Any) -> None:
 
     assert response.status_code == 200
     assert "/api/ninja/workspaces" in response.json()["paths"]
+
+
+def test_the_client_helper_on_a_view_without_auth_is_djangos_users(fake: Any) -> None:
+    browser = Client()
+    assert browser.get("/api/ninja/client-without-auth").json() == {"connected": False}
+
+    signed_in(browser)
+
+    assert browser.get("/api/ninja/client-without-auth").json() == {"connected": True}

@@ -262,8 +262,6 @@ class CloudSyncMiddleware:
         attach(request)
         if _debug():
             protect_error_reports(request)
-        if request.method != "POST":  # only a POST completes a sign-in: the path of most requests
-            return self.get_response(request)
         waits_on_cloudsync = sign_in_transactions.allauth_sign_in(request)
         if waits_on_cloudsync is None:
             return self.get_response(request)

@@ -281,7 +281,7 @@ PKS_PER_READ = 500
 
 
 def _read_rows(
-    database: str, *, after: Any = None, limit: int | None = None, pks: list[Any] | None = None
+    database: str, *, after: Any = None, limit: int = DEFAULT_BATCH_SIZE, pks: list[Any] | None = None
 ) -> list[StoredRow]:
     """The rows after position ``after``, at most ``limit``, in the table's order; or the rows
     whose primary keys (as the database stores them) are ``pks``.
@@ -305,10 +305,7 @@ def _read_rows(
                 rows += cursor.fetchall()
         else:
             where, params = ("", []) if after is None else (f" WHERE {position} > %s", [after])
-            sql = f"{select}{where} ORDER BY {position}"
-            if limit is not None:
-                sql += f" LIMIT {int(limit)}"
-            cursor.execute(sql, params)
+            cursor.execute(f"{select}{where} ORDER BY {position} LIMIT {int(limit)}", params)
             rows = cursor.fetchall()
     return [
         StoredRow(
@@ -471,7 +468,9 @@ def _associated_data_by_pk() -> Callable[[str, str], bytes]:
     for field in TOKEN_FIELDS:
         before, _, after = of_model(samples[0], field).partition(samples[0].encode("ascii"))
         if any(of_model(pk, field) != before + pk.encode("ascii") + after for pk in samples):
-            return of_model
+            # Never taken while the model's format is the pk between fixed bytes (test_rotate_keys
+            # holds the two to the same output); a future format stays correct, one call a token.
+            return of_model  # pragma: no cover
         around[field] = (before, after)
 
     def associated_data(pk: str, field: str) -> bytes:
