@@ -459,6 +459,22 @@ def test_a_reporter_filter_the_site_set_on_the_request_is_kept(rf: Any, settings
     assert request.exception_reporter_filter is site_filter
 
 
+def test_the_async_path_hides_sensitive_variables_with_debug_on_too(rf: Any, settings: Any) -> None:
+    settings.DEBUG = True
+    request = rf.get("/")
+    request.user = AnonymousUser()
+
+    async def view(request: HttpRequest) -> HttpResponse:
+        return HttpResponse()
+
+    middleware = CloudSyncMiddleware(view)
+    assert async_to_sync(middleware)(request).status_code == 200
+
+    # Django's filter, active even though DEBUG is on: @sensitive_variables hold on a 500 page.
+    assert isinstance(request.exception_reporter_filter, SafeExceptionReporterFilter)
+    assert request.exception_reporter_filter.is_active(request)
+
+
 def test_middleware_before_authentication_middleware_says_so(rf: Any) -> None:
     middleware = CloudSyncMiddleware(lambda request: HttpResponse())
 
