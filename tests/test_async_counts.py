@@ -135,3 +135,29 @@ def test_waiters_share_the_leaders_refresh_with_one_reread_of_the_row(fake: Any,
     assert len(set(answers)) == 1
     assert fake.counters["refreshes"] == 1
     assert len([q for q in sql if CloudSyncToken._meta.db_table in q]) == 1, sql
+
+
+def test_the_loop_watch_blames_the_app_only_for_a_loop_thread_blocking_not_waiting() -> None:
+    """The rule itself, on samples as the watcher takes them (time, the loop thread's CPU time,
+    the app's frame, in a socket call): app frames on a thread off CPU and not in a socket call
+    are a thread waiting for the GIL or a core, and are not the app blocking the loop."""
+    watch = LoopWatch()
+    watch._cpu_clock = 0  # a clock was found (start() is not called: no loop, no watcher)
+    frame: str | None = "http.py:1"
+    Sample = tuple[float, float, str | None, bool]
+    on_cpu: list[Sample] = [(i * 0.005, i * 0.005, frame, False) for i in range(20)]
+    in_socket: list[Sample] = [(i * 0.005, 0.0, frame, True) for i in range(20)]
+    waiting: list[Sample] = [(i * 0.005, i * 0.001, frame, False) for i in range(20)]
+    elsewhere: list[Sample] = [
+        (i * 0.005, i * 0.005, frame if i % 3 == 0 else None, False) for i in range(21)
+    ]
+    cases: list[tuple[list[Sample], tuple[str | None, bool]]] = [
+        (on_cpu, (frame, True)),
+        (in_socket, (frame, True)),
+        (waiting, (frame, False)),
+        (elsewhere, (None, False)),
+    ]
+    for samples, expected in cases:
+        watch._samples.clear()
+        watch._samples.extend(samples)
+        assert watch.app_frame_during(0.0, 1.0) == expected
