@@ -97,6 +97,7 @@ async def _stats(send: Send, *, reset: bool) -> None:
             slow_callbacks=report.slow_callbacks,
             slow_in_app=report.slow_in_app,
             slow_elsewhere=report.slow_elsewhere,
+            slow_off_cpu=report.slow_off_cpu,
             app_frames=report.app_frames,
             app_callbacks=report.app_callbacks,
             examples=report.examples,

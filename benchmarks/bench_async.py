@@ -431,16 +431,17 @@ def _go_at_once(urls: list[str]) -> Counter[str]:
 
 
 def _loop_row(loops: list[dict[str, Any]], views_storm: dict[str, Any]) -> Row:
-    def summary(watched: list[dict[str, Any]]) -> tuple[int, int, int, list[str]]:
+    def summary(watched: list[dict[str, Any]]) -> tuple[int, int, int, list[str], int]:
         frames = sorted({frame for loop in watched for frame in loop["app_frames"]})
         return (
             sum(loop["slow_callbacks"] for loop in watched),
             sum(loop["slow_in_app"] for loop in watched),
             sum(loop["slow_elsewhere"] for loop in watched),
             frames,
+            sum(loop.get("slow_off_cpu", 0) for loop in watched),
         )
 
-    slow, in_app, elsewhere, frames = summary(loops)
+    slow, in_app, elsewhere, frames, off_cpu = summary(loops)
     # A call that blocked the loop on the network would hold it through the fake's delay.
     through_a_delay = sorted(
         f"{frame} ({seconds * 1000:.0f} ms)"
@@ -448,16 +449,20 @@ def _loop_row(loops: list[dict[str, Any]], views_storm: dict[str, Any]) -> Row:
         for seconds, frame in loop["app_callbacks"]
         if seconds >= STORM_DELAY
     )
-    storm_slow, storm_in_app, storm_elsewhere, storm_frames = summary([views_storm])
+    storm_slow, storm_in_app, storm_elsewhere, storm_frames, storm_off_cpu = summary([views_storm])
     examples = [example for loop in [*loops, views_storm] for example in loop["examples"]][:2]
     note = (
         f"Event loops watched: {', '.join(loop['label'] for loop in loops)}. asyncio's debug mode logged "
         f"{slow} slow callbacks (≥ 50 ms) in all; a thread sampling the loop thread's stack every 5 ms "
-        f"found this app's code running in {in_app} of them, other code in {elsewhere}"
+        f"found this app's code running with the loop thread blocking (on CPU, or in a socket call, "
+        f"for most of it) in {in_app} of them, other code or a loop thread waiting in {elsewhere} "
+        f"({off_cpu} of which had the app's frames on the stack but the loop thread off CPU, "
+        "waiting for the GIL or a core)"
         + (f" (app frames: {', '.join(frames)})" if frames else "")
         + f". The {STORM_VIEWS}-view storm, where Django's {STORM_VIEWS} request threads contend for the "
         f"GIL and a step of the loop waits for it wherever it stands: {storm_slow} slow callbacks, "
-        f"{storm_in_app} with this app's code running, {storm_elsewhere} other code"
+        f"{storm_in_app} with this app's code blocking, {storm_elsewhere} other code or waiting "
+        f"({storm_off_cpu} with the app's frames, off CPU)"
         + (f" (app frames: {', '.join(storm_frames)})" if storm_frames else "")
         + ". The app's slow callbacks that lasted "
         f"{STORM_DELAY * 1000:.0f} ms or more: {', '.join(through_a_delay) or 'none'}."

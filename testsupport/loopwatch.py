@@ -3,10 +3,15 @@
 asyncio's debug mode logs every callback or task step that holds the loop longer than
 ``loop.slow_callback_duration`` ("Executing <Task ...> took 0.123 seconds"), but names only the
 task's outermost coroutine, not the code that ran. :class:`LoopWatch` counts those records and
-attributes each: a thread of its own samples the loop thread's stack every 5 ms, and a slow
-callback is the app's if at least half the samples taken while it ran found ``django_cloudsync``
-code executing (the innermost frame that is not a library's: the stdlib and what the app calls, such as httpx
-or cryptography, count as the caller's; Django, asgiref, uvicorn and the site's own code count
+attributes each: a thread of its own samples the loop thread's stack and CPU clock every 5 ms,
+and a slow callback is the app's if at least half the samples taken while it ran found
+``django_cloudsync`` code executing AND the loop thread was either on CPU for most of it or, for
+most of the samples, blocked in a socket call (sync I/O in the loop). A loop thread that is off
+CPU and not in a socket call was waiting for the GIL (other threads running) or for a core (a
+loaded machine): its frames stand still wherever it was, so they say nothing of whose code held
+the loop, and the callback is counted elsewhere (``slow_off_cpu``). The code attributed is the
+innermost frame that is not a library's (the stdlib and what the app calls, such as httpx or
+cryptography, count as the caller's; Django, asgiref, uvicorn and the site's own code count
 as theirs, so the middleware's ``await get_response()`` on the stack does not make Django's work
 the app's). It also samples the process's thread count, for the "no thread per call" figures.
 
@@ -62,6 +67,9 @@ class LoopReport:
     slow_in_app: int = 0
     #: ... and the others.
     slow_elsewhere: int = 0
+    #: Of slow_elsewhere, those with the app's frames on the stack but the loop thread off CPU
+    #: and not in a socket call for most of them: waiting for the GIL or a core, not blocking.
+    slow_off_cpu: int = 0
     #: The first few slow-callback messages, cut short: which task (never a token: reprs only).
     examples: list[str] = field(default_factory=list)
     #: Where the app's slow callbacks were, as ``file:line`` of the app's frame.
@@ -89,9 +97,10 @@ class _SlowCallbackCounter(logging.Handler):
         report.slow_callbacks += 1
         if len(report.examples) < 3:
             report.examples.append(record.getMessage()[:300])
-        app_frame = self.watch.app_frame_during(ended - seconds, ended)
-        if app_frame is None:
+        app_frame, on_cpu = self.watch.app_frame_during(ended - seconds, ended)
+        if app_frame is None or not on_cpu:
             report.slow_elsewhere += 1
+            report.slow_off_cpu += app_frame is not None
         else:
             report.slow_in_app += 1
             if len(report.app_callbacks) < 100:
@@ -121,8 +130,10 @@ class LoopWatch:
         self.thread_count = thread_count
         self.report = LoopReport()
         self._handler = _SlowCallbackCounter(self)
-        #: (monotonic time, the app's frame the loop thread was executing or None), newest last.
-        self._samples: deque[tuple[float, str | None]] = deque(maxlen=SAMPLES_KEPT)
+        #: (monotonic time, the loop thread's CPU time, the app's frame it was executing or None,
+        #: whether its innermost frame was a socket call), newest last.
+        self._samples: deque[tuple[float, float, str | None, bool]] = deque(maxlen=SAMPLES_KEPT)
+        self._cpu_clock: int | None = None
         self._samples_lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -132,6 +143,9 @@ class LoopWatch:
     def start(self) -> LoopWatch:
         loop = self._loop = asyncio.get_running_loop()
         self._loop_thread_id = threading.get_ident()
+        # The loop thread's own CPU clock, readable from the watcher thread (Linux, macOS).
+        get_clock = getattr(time, "pthread_getcpuclockid", None)
+        self._cpu_clock = get_clock(self._loop_thread_id) if get_clock is not None else None
         if self.debug:
             loop.set_debug(True)
             loop.slow_callback_duration = self.threshold
@@ -143,6 +157,7 @@ class LoopWatch:
 
     def reset(self) -> None:
         self.report.slow_callbacks = self.report.slow_in_app = self.report.slow_elsewhere = 0
+        self.report.slow_off_cpu = 0
         self.report.examples.clear()
         self.report.app_frames.clear()
         self.report.app_callbacks.clear()
@@ -163,16 +178,26 @@ class LoopWatch:
     ) -> None:
         self.stop()
 
-    def app_frame_during(self, start: float, end: float) -> str | None:
-        """The app's frame if the app's code was running in at least half the samples of ``[start, end]``.
+    def app_frame_during(self, start: float, end: float) -> tuple[str | None, bool]:
+        """The app's frame if the app's code was running in at least half the samples of
+        ``[start, end]`` (else None), and whether the loop thread was blocking rather than waiting.
 
         Half, not one: a loop thread that waits for the GIL (other threads of the process) or for
         a CPU (a loaded machine) stands still wherever it was, and one sample there says nothing.
+        Blocking is on CPU for more than half the span (its CPU clock, read by the watcher), or
+        in a socket call in most samples: sync I/O sleeps in the kernel, off CPU, yet holds the loop.
         """
         with self._samples_lock:
-            during = [frame for at, frame in self._samples if start <= at <= end]
-        in_app = [frame for frame in during if frame is not None]
-        return in_app[0] if in_app and 2 * len(in_app) >= len(during) else None
+            during = [sample for sample in self._samples if start <= sample[0] <= end]
+        in_app = [sample[2] for sample in during if sample[2] is not None]
+        if not in_app or 2 * len(in_app) < len(during):
+            return None, False
+        if self._cpu_clock is None or len(during) < 2:
+            return in_app[0], True  # no clock to tell: the frames alone, as before
+        wall = during[-1][0] - during[0][0]
+        cpu = during[-1][1] - during[0][1]
+        in_socket = sum(1 for sample in during if sample[3])
+        return in_app[0], 2 * cpu > wall or 2 * in_socket > len(during)
 
     def _watch(self) -> None:
         while not self._stop.wait(POLL_SECONDS):
@@ -180,7 +205,8 @@ class LoopWatch:
             if not self.debug:
                 continue
             frame = sys._current_frames().get(self._loop_thread_id)
-            sample = (time.monotonic(), _running_app_frame(frame))
+            cpu = time.clock_gettime(self._cpu_clock) if self._cpu_clock is not None else 0.0
+            sample = (time.monotonic(), cpu, _running_app_frame(frame), _in_socket_call(frame))
             with self._samples_lock:
                 self._samples.append(sample)
 
@@ -195,6 +221,21 @@ def _running_app_frame(frame: FrameType | None) -> str | None:
             return None
         frame = frame.f_back
     return None
+
+
+#: Where a sync socket call's innermost Python frame stands while the C call blocks in the kernel:
+#: the stdlib's wrappers, and the sync backends of httpcore and urllib3 (sock.recv, sock.sendall).
+_SOCKET_FILES = (
+    "/socket.py",
+    "/ssl.py",
+    "/selectors.py",
+    "/httpcore/_backends/sync.py",
+    "/urllib3/util/wait.py",
+)
+
+
+def _in_socket_call(frame: FrameType | None) -> bool:
+    return frame is not None and frame.f_code.co_filename.endswith(_SOCKET_FILES)
 
 
 def _is_framework(filename: str) -> bool:
