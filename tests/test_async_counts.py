@@ -10,15 +10,11 @@ import time
 from typing import Any
 
 import pytest
-from django.db import connection
 from django.test import AsyncClient
-from django.test.utils import CaptureQueriesContext
 
 from django_cloudsync import aclient_for
 from django_cloudsync.client import CloudSync
-from django_cloudsync.models import CloudSyncToken
-from django_cloudsync.sources import StoredTokenSource
-from tests.helpers import ADA, expire
+from tests.helpers import ADA
 from tests.test_async import run, signed_in_async
 from testsupport.loopwatch import LoopWatch
 
@@ -108,33 +104,6 @@ def test_the_loop_watch_counts_a_blocked_loop_and_blames_whose_code_blocked(
     assert report.slow_elsewhere == 1
     assert report.slow_in_app == 1
     assert any(frame.startswith(("http.py", "client.py")) for frame in report.app_frames), report.app_frames
-
-
-@pytest.mark.parametrize("rejected", [False, True], ids=["expired", "rejected"])
-def test_waiters_share_the_leaders_refresh_with_one_reread_of_the_row(fake: Any, rejected: bool) -> None:
-    """50 coroutines on one expired (or rejected) token: the row is re-read once, by the one that
-    refreshes, not once per waiter (each re-read is a hop to the ORM's thread)."""
-    token = signed_in_async(AsyncClient())
-    if not rejected:
-        token = expire(token)
-    fake.delay_next("token", DELAY)  # the waiters pile up behind the one refresh
-
-    sources = [StoredTokenSource(CloudSyncToken.objects.get(pk=token.pk)) for _ in range(50)]
-
-    async def at_once() -> list[str]:
-        if rejected:
-            return await asyncio.gather(*(s.arefresh_after_rejection("rejected") for s in sources))
-        return await asyncio.gather(*(s.aget_access_token() for s in sources))
-
-    # run()'s loop is async_to_sync's, so the async ORM runs in this test's thread, on the
-    # connection captured here; the refresh's own queries run in a worker thread, uncaptured.
-    with CaptureQueriesContext(connection) as queries:
-        answers = run(at_once())
-    sql = [query["sql"] for query in queries.captured_queries]
-
-    assert len(set(answers)) == 1
-    assert fake.counters["refreshes"] == 1
-    assert len([q for q in sql if CloudSyncToken._meta.db_table in q]) == 1, sql
 
 
 def test_the_loop_watch_blames_the_app_only_for_a_loop_thread_blocking_not_waiting() -> None:

@@ -3,16 +3,10 @@
 However many coroutines of one event loop find an account's token expired, one of them refreshes
 it and the others wait for it, without a thread each:
 
-* The first coroutine of a loop to find the account's token expired leads: it announces its
-  refresh (a future of the loop, kept only while the refresh is in flight) before its first
-  await, so the coroutines that come while it runs wait on that future and share its outcome
-  instead of each re-reading the row (one async ORM query, so one thread hop, per refresh, not
-  per waiter). A waiter whose token the shared outcome does not supersede (it rejected a newer
-  version), or whose leader failed (a fault, or cancelled), tries again itself, as on the sync
-  path each waiter retries after a failed refresh.
-* The leader takes the account's ``asyncio.Lock`` of the loop (one per account per loop, kept
-  only while someone holds or awaits it) and re-reads the row (Django's async ORM, so not in the
-  event loop): if another thread, process or host refreshed meanwhile, it uses those tokens.
+* Coroutines of one event loop wait on an ``asyncio.Lock`` of the account (one per account per
+  loop, kept only while someone holds or awaits it).
+* The coroutine holding it re-reads the row (Django's async ORM, so not in the event loop): if
+  another coroutine, thread, process or host refreshed meanwhile, it uses those tokens.
 * Otherwise it runs the sync refresh, the very function sync views use, in a worker thread:
   Django has no async transactions, and the sync refresh is where the process-local lock, the
   lease claimed on the row, its bounded waits and the signals live. So threads, processes and
@@ -45,14 +39,8 @@ __all__ = ["arefresh_after_rejection", "arefresh_if_expired"]
 _LOOP_LOCKS: weakref.WeakKeyDictionary[
     asyncio.AbstractEventLoop, weakref.WeakValueDictionary[str, asyncio.Lock]
 ] = weakref.WeakKeyDictionary()
-#: Per event loop, the refresh in flight of each account: its future's result is the refreshed
-#: row, or the exception it ended with (a result, not set_exception: an outcome nobody waited
-#: for must not be logged as "never retrieved"), or None if the leader was cancelled.
-_IN_FLIGHT: weakref.WeakKeyDictionary[
-    asyncio.AbstractEventLoop, dict[str, asyncio.Future[CloudSyncToken | BaseException | None]]
-] = weakref.WeakKeyDictionary()
-#: Guards _LOOP_LOCKS and _IN_FLIGHT themselves: event loops of several threads (ASGI servers'
-#: and async_to_sync's) may create their tables at once.
+#: Guards _LOOP_LOCKS itself: event loops of several threads (ASGI servers' and async_to_sync's)
+#: may create their tables at once.
 _TABLE_LOCK = threading.Lock()
 
 
@@ -69,16 +57,6 @@ def loop_lock(account_id: str) -> asyncio.Lock:
     return lock
 
 
-def _in_flight() -> dict[str, asyncio.Future[CloudSyncToken | BaseException | None]]:
-    """The running loop's table of refreshes in flight (only this loop's thread touches it)."""
-    loop = asyncio.get_running_loop()
-    with _TABLE_LOCK:
-        table = _IN_FLIGHT.get(loop)
-        if table is None:
-            table = _IN_FLIGHT[loop] = {}
-    return table
-
-
 async def arefresh_if_expired(token: CloudSyncToken) -> CloudSyncToken:
     """The async twin of :func:`~django_cloudsync.tokens.refresh_if_expired`."""
     if not token.is_expiring():
@@ -92,39 +70,6 @@ async def arefresh_after_rejection(token: CloudSyncToken) -> CloudSyncToken:
 
 
 async def _arefresh(
-    token: CloudSyncToken,
-    refresh: Callable[[CloudSyncToken], CloudSyncToken],
-    done_meanwhile: Callable[[CloudSyncToken], bool],
-) -> CloudSyncToken:
-    table = _in_flight()
-    while (shared := table.get(token.account_id)) is not None:
-        # shield: a waiter cancelled (its request gone) must not cancel the leader's refresh.
-        theirs = await asyncio.shield(shared)
-        if isinstance(theirs, errors.ReauthorizationRequired):
-            # The leader forgot the tokens and sent reauthorization_required: no second signal.
-            raise errors.ReauthorizationRequired(scopes=token.scopes)
-        if isinstance(theirs, CloudSyncToken) and done_meanwhile(theirs):
-            return theirs
-        # A fault, a cancelled leader, or an outcome older than this token: try again, leading
-        # unless another waiter woke first and leads already.
-    leading: asyncio.Future[CloudSyncToken | BaseException | None] = (
-        asyncio.get_running_loop().create_future()
-    )
-    table[token.account_id] = leading
-    outcome: CloudSyncToken | BaseException | None = None
-    try:
-        outcome = await _lead(token, refresh, done_meanwhile)
-        return outcome
-    except Exception as exc:
-        outcome = exc
-        raise
-    finally:
-        # Before any waiter runs again: the next one to find no refresh in flight leads.
-        del table[token.account_id]
-        leading.set_result(outcome)
-
-
-async def _lead(
     token: CloudSyncToken,
     refresh: Callable[[CloudSyncToken], CloudSyncToken],
     done_meanwhile: Callable[[CloudSyncToken], bool],
