@@ -212,20 +212,25 @@ def _prepare_async_transport() -> ssl.SSLContext:
     return httpx.create_ssl_context(trust_env=False)
 
 
+def _open_client_of(loop: asyncio.AbstractEventLoop) -> httpx.AsyncClient | None:
+    """``loop``'s pooled client, if it has one that is still open."""
+    with _async_lock:
+        pool = _async_pools.get(loop)
+    return pool.client if pool is not None and not pool.client.is_closed else None
+
+
 async def get_async_client() -> httpx.AsyncClient:
     """This event loop's pooled ``httpx.AsyncClient``, created on first use."""
     loop = asyncio.get_running_loop()
-    with _async_lock:
-        pool = _async_pools.get(loop)
-    if pool is not None and not pool.client.is_closed:
-        return pool.client
+    client = _open_client_of(loop)
+    if client is not None:
+        return client
     context = await _async_ssl_context()
     # Another coroutine of this loop may have created the client while this one awaited the
     # context: from here to the registration below nothing suspends, so one loop gets one pool.
-    with _async_lock:
-        pool = _async_pools.get(loop)
-    if pool is not None and not pool.client.is_closed:
-        return pool.client
+    client = _open_client_of(loop)
+    if client is not None:
+        return client
     size = conf.async_max_connections()
     client = httpx.AsyncClient(
         headers=dict(BASE_HEADERS),
