@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import httpx
+import httpx2
 from django.db import connections
 
 from django_cloudsync.models import CloudSyncToken
@@ -143,15 +143,15 @@ def _wait_until_up(process: subprocess.Popen[bytes], url: str) -> None:
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"uvicorn exited with status {process.returncode} (see its log)")
-        with suppress(httpx.HTTPError):
-            if httpx.get(url + "/_bench/stats", timeout=2).status_code == 200:
+        with suppress(httpx2.HTTPError):
+            if httpx2.get(url + "/_bench/stats", timeout=2).status_code == 200:
                 return
         time.sleep(0.2)
     raise RuntimeError(f"uvicorn did not answer on {url} within {START_TIMEOUT:.0f} s")
 
 
 def stats(url: str, *, reset: bool = False) -> dict[str, Any]:
-    answer = httpx.get(url + ("/_bench/reset" if reset else "/_bench/stats"), timeout=REQUEST_TIMEOUT)
+    answer = httpx2.get(url + ("/_bench/reset" if reset else "/_bench/stats"), timeout=REQUEST_TIMEOUT)
     answer.raise_for_status()
     result: dict[str, Any] = answer.json()
     return result
@@ -253,9 +253,9 @@ async def _concurrently(
     url: str, cookie: str, path: str, count: int
 ) -> tuple[float, Counter[str], list[bytes]]:
     """``count`` GETs of ``path`` at once; the time until the last answer, the statuses, the 200 bodies."""
-    limits = httpx.Limits(max_connections=count, max_keepalive_connections=count)
-    timeout = httpx.Timeout(REQUEST_TIMEOUT)
-    async with httpx.AsyncClient(
+    limits = httpx2.Limits(max_connections=count, max_keepalive_connections=count)
+    timeout = httpx2.Timeout(REQUEST_TIMEOUT)
+    async with httpx2.AsyncClient(
         base_url=url, headers={"Cookie": cookie}, limits=limits, timeout=timeout
     ) as web:
         bodies: list[bytes] = []
@@ -263,7 +263,7 @@ async def _concurrently(
         async def one() -> str:
             try:
                 answer = await web.get(path)
-            except httpx.HTTPError as exc:
+            except httpx2.HTTPError as exc:
                 return type(exc).__name__
             if answer.status_code == 200:
                 bodies.append(answer.content)
@@ -410,12 +410,12 @@ def _go_at_once(urls: list[str]) -> Counter[str]:
     barrier = threading.Barrier(len(urls), timeout=REQUEST_TIMEOUT)
 
     def go(url: str) -> None:
-        with httpx.Client(timeout=REQUEST_TIMEOUT) as web:
+        with httpx2.Client(timeout=REQUEST_TIMEOUT) as web:
             barrier.wait()
             try:
                 answer = web.get(url)
                 found = Counter(answer.json()["outcomes"]) if answer.status_code == 200 else None
-            except (httpx.HTTPError, ValueError, KeyError) as exc:
+            except (httpx2.HTTPError, ValueError, KeyError) as exc:
                 found = Counter({f"worker failed: {type(exc).__name__}": RACE_COROUTINES})
             if found is None:
                 found = Counter({f"worker answered {answer.status_code}": RACE_COROUTINES})

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 import threading
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
-import httpx
+import httpx2
 import pytest
 from asgiref.sync import async_to_sync
 
@@ -296,7 +297,7 @@ def test_a_new_loops_first_call_builds_no_tls_context_in_the_loop(
     fake: FakeCloudSync, client: CloudSync, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     in_a_loop: list[bool] = []
-    create = httpx.create_ssl_context
+    create = ssl.create_default_context
 
     def recording(*args: Any, **kwargs: Any) -> Any:
         try:
@@ -307,7 +308,7 @@ def test_a_new_loops_first_call_builds_no_tls_context_in_the_loop(
             in_a_loop.append(True)
         return create(*args, **kwargs)
 
-    monkeypatch.setattr(httpx, "create_ssl_context", recording)
+    monkeypatch.setattr(ssl, "create_default_context", recording)
     monkeypatch.setattr(http, "_ssl_context", None)  # as in a process that made no async call yet
 
     async def first_call() -> Any:
@@ -316,7 +317,7 @@ def test_a_new_loops_first_call_builds_no_tls_context_in_the_loop(
     run(first_call)
     run(first_call)
 
-    # Built once for the process (not once per loop: httpx alone would load the CA bundle for
+    # Built once for the process (not once per loop: httpx2 alone would load the CA bundle for
     # every new client), and in a worker thread, where no event loop runs.
     assert in_a_loop == [False]
     assert fake.counters["api_calls"] == 2
@@ -325,7 +326,7 @@ def test_a_new_loops_first_call_builds_no_tls_context_in_the_loop(
 def test_two_first_calls_at_once_on_a_new_loop_share_one_client(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(http, "_ssl_context", None)  # both wait on the TLS context's first build
 
-    async def both() -> list[httpx.AsyncClient]:
+    async def both() -> list[httpx2.AsyncClient]:
         clients = await asyncio.gather(http.get_async_client(), http.get_async_client())
         await http.aclose()
         return list(clients)

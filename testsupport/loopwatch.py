@@ -10,7 +10,7 @@ most of the samples, blocked in a socket call (sync I/O in the loop). A loop thr
 CPU and not in a socket call was waiting for the GIL (other threads running) or for a core (a
 loaded machine): its frames stand still wherever it was, so they say nothing of whose code held
 the loop, and the callback is counted elsewhere (``slow_off_cpu``). The code attributed is the
-innermost frame that is not a library's (the stdlib and what the app calls, such as httpx or
+innermost frame that is not a library's (the stdlib and what the app calls, such as httpx2 or
 cryptography, count as the caller's; Django, asgiref, uvicorn and the site's own code count
 as theirs, so the middleware's ``await get_response()`` on the stack does not make Django's work
 the app's). It also samples the process's thread count, for the "no thread per call" figures.

@@ -9,7 +9,7 @@
 Every call has an async twin on the same object, named the Django way (``await client.ame()``,
 ``aworkspaces()``, ``aget()``, ``apost()``, ``aput()``, ``apatch()``, ``adelete()``). A sync call
 goes through :func:`django_cloudsync.http.send` (one pooled ``requests`` session per process), an
-async one through :func:`django_cloudsync.http.asend` (one pooled ``httpx.AsyncClient`` per event
+async one through :func:`django_cloudsync.http.asend` (one pooled ``httpx2.AsyncClient`` per event
 loop); both transports keep the same bounds (timeouts, a total deadline, bounded bodies, no
 redirects), and both drivers below drive the same :class:`~django_cloudsync.policy.ApiCall`: the policy
 that decides where a credential may go (only to the configured API host, over HTTPS unless it is

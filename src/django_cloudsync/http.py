@@ -2,7 +2,7 @@
 rules every outbound call obeys while it moves bytes.
 
 The sync transport is one ``requests.Session`` per process, which keeps connections (and TLS
-sessions) alive across Django requests and threads; the async one is one ``httpx.AsyncClient`` per
+sessions) alive across Django requests and threads; the async one is one ``httpx2.AsyncClient`` per
 event loop, closed when the loop ends (``asyncio.run``, asgiref's ``async_to_sync`` and ASGI
 servers all shut a loop down that way) or by :func:`aclose`. :func:`send` and :func:`asend` do the
 same thing: always a timeout, never a redirect (it could carry the ``Authorization`` header
@@ -26,7 +26,8 @@ import weakref
 from collections.abc import AsyncGenerator, Iterable, Mapping
 from typing import Any, Protocol
 
-import httpx
+import certifi
+import httpx2
 import requests
 import urllib3.exceptions
 from requests.adapters import HTTPAdapter
@@ -175,7 +176,7 @@ def send(outgoing: Outgoing) -> Received:
 
 @dataclasses.dataclass
 class _LoopPool:
-    client: httpx.AsyncClient
+    client: httpx2.AsyncClient
     #: An async generator the loop tracks: ``loop.shutdown_asyncgens()`` closes the client.
     closer: AsyncGenerator[None, None]
 
@@ -184,16 +185,16 @@ _async_lock = threading.Lock()
 _async_pools: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopPool] = weakref.WeakKeyDictionary()
 #: The async transport's TLS context, built once per process (see :func:`_async_ssl_context`).
 _ssl_context: ssl.SSLContext | None = None
-#: What httpx imports lazily on a client's construction and first connection (httpcore, h11,
+#: What httpx2 imports lazily on a client's construction and first connection (httpcore2, h11,
 #: anyio's asyncio backend and TLS streams: tens of ms the first time).
-_LAZY_MODULES = ("httpcore", "h11", "anyio._backends._asyncio", "anyio.streams.tls")
+_LAZY_MODULES = ("httpcore2", "h11", "anyio._backends._asyncio", "anyio.streams.tls")
 
 
 async def _async_ssl_context() -> ssl.SSLContext:
     """The process's TLS context for the async client; its first use builds it in a worker thread.
 
-    Loading the CA bundle takes tens of ms, and httpx would do it for every new client (so every
-    new event loop) inside the loop; httpx's lazy imports on the first client and the first
+    Loading the CA bundle takes tens of ms, and httpx2 would do it for every new client (so every
+    new event loop) inside the loop; httpx2's lazy imports on the first client and the first
     connection take as long again. Both happen once per process, in a thread, so the loop keeps
     running meanwhile; sync-only sites and management commands never pay for them. Two loops'
     first calls may both build it: the same work, one of the results kept.
@@ -208,19 +209,21 @@ async def _async_ssl_context() -> ssl.SSLContext:
 def _prepare_async_transport() -> ssl.SSLContext:
     for module in _LAZY_MODULES:
         importlib.import_module(module)
-    # No CA bundle or key log file from the environment: like the sync session.
-    return httpx.create_ssl_context(trust_env=False)
+    # certifi's CA bundle, the one requests verifies the sync session's connections with, so both
+    # transports trust the same authorities; none from the environment (SSL_CERT_FILE), like the
+    # sync session.
+    return ssl.create_default_context(cafile=certifi.where())
 
 
-def _open_client_of(loop: asyncio.AbstractEventLoop) -> httpx.AsyncClient | None:
+def _open_client_of(loop: asyncio.AbstractEventLoop) -> httpx2.AsyncClient | None:
     """``loop``'s pooled client, if it has one that is still open."""
     with _async_lock:
         pool = _async_pools.get(loop)
     return pool.client if pool is not None and not pool.client.is_closed else None
 
 
-async def get_async_client() -> httpx.AsyncClient:
-    """This event loop's pooled ``httpx.AsyncClient``, created on first use."""
+async def get_async_client() -> httpx2.AsyncClient:
+    """This event loop's pooled ``httpx2.AsyncClient``, created on first use."""
     loop = asyncio.get_running_loop()
     client = _open_client_of(loop)
     if client is not None:
@@ -232,13 +235,13 @@ async def get_async_client() -> httpx.AsyncClient:
     if client is not None:
         return client
     size = conf.async_max_connections()
-    client = httpx.AsyncClient(
+    client = httpx2.AsyncClient(
         headers=dict(BASE_HEADERS),
         follow_redirects=False,
         verify=context,
         # No proxy, netrc or CA bundle from the environment: like the sync session.
         trust_env=False,
-        limits=httpx.Limits(max_connections=size, max_keepalive_connections=size),
+        limits=httpx2.Limits(max_connections=size, max_keepalive_connections=size),
     )
     closer = _close_when_the_loop_ends(client)
     # Runs to its first yield without suspending (so no other task can get here in between); from
@@ -249,7 +252,7 @@ async def get_async_client() -> httpx.AsyncClient:
     return client
 
 
-async def _close_when_the_loop_ends(client: httpx.AsyncClient) -> AsyncGenerator[None, None]:
+async def _close_when_the_loop_ends(client: httpx2.AsyncClient) -> AsyncGenerator[None, None]:
     try:
         yield
     finally:
@@ -276,7 +279,7 @@ def _forget_async_pools() -> None:
 
 
 async def asend(outgoing: Outgoing) -> Received:
-    """:func:`send` on this event loop's pooled ``httpx.AsyncClient``: the same bounds, the same errors."""
+    """:func:`send` on this event loop's pooled ``httpx2.AsyncClient``: the same bounds, the same errors."""
     deadline, connect, read = outgoing.bounds()
     client = await get_async_client()
     request = client.build_request(
@@ -285,19 +288,19 @@ async def asend(outgoing: Outgoing) -> Received:
         headers=dict(outgoing.headers),
         json=outgoing.json_body,
         params=dict(outgoing.params) if outgoing.params is not None else None,
-        timeout=httpx.Timeout(connect=connect, read=read, write=read, pool=connect),
+        timeout=httpx2.Timeout(connect=connect, read=read, write=read, pool=connect),
     )
     try:
         # Each read waits at most min(read, time left) (the timeouts above); the whole exchange is
         # cancelled when the deadline passes, however the bytes trickle in.
         return await asyncio.wait_for(_aexchange(client, request), deadline.bound(deadline.seconds))
-    except (asyncio.TimeoutError, httpx.TimeoutException) as exc:
+    except (asyncio.TimeoutError, httpx2.TimeoutException) as exc:
         raise errors.Timeout(_describe(errors.Timeout, exc)) from None
-    except (httpx.HTTPError, httpx.InvalidURL, OSError) as exc:
+    except (httpx2.HTTPError, httpx2.InvalidURL, OSError) as exc:
         raise errors.NetworkError(_describe(errors.NetworkError, exc)) from None
 
 
-async def _aexchange(client: httpx.AsyncClient, request: httpx.Request) -> Received:
+async def _aexchange(client: httpx2.AsyncClient, request: httpx2.Request) -> Received:
     response = await client.send(request, stream=True)
     try:
         body = _bounded_body(response.status_code, response.headers)
@@ -352,7 +355,7 @@ def retry_after(response: Reply) -> float | None:
 
 
 def _describe(kind: type[errors.CloudSyncError], exc: BaseException) -> str:
-    # Not chained (``from None``): the frames of requests, urllib3, httpx and http.client below a
+    # Not chained (``from None``): the frames of requests, urllib3, httpx2 and http.client below a
     # network error hold the raw request, Authorization header and JSON body included, in their
     # local variables, and Django's error reports print those. Name the failure instead.
     return f"{kind.default_message} ({type(exc).__name__})"

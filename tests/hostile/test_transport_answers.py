@@ -4,7 +4,7 @@ to the sync call or its async twin; and any path made of dots, slashes, encoded 
 percent signs and semicolons.
 
 The client returns the profile or raises exactly the typed error the oracle names (never a
-``zlib.error``, an ``httpx`` or ``urllib3`` exception); a path is refused, or whatever a server
+``zlib.error``, an ``httpx2`` or ``urllib3`` exception); a path is refused, or whatever a server
 decodes it to (once, or twice) stays under ``/v1/``.
 """
 

@@ -224,7 +224,10 @@ class _HTTPServer(ThreadingHTTPServer):
 
     daemon_threads = True
     allow_reuse_address = True
-    request_queue_size = 128
+    # The listen backlog. A connection beyond it waits for a SYN retransmit (a second or more), so
+    # a test opening hundreds of connections at once (200 gathered calls) would measure the kernel's
+    # retry timer, not the app; the kernel caps it at net.core.somaxconn.
+    request_queue_size = 1024
 
     def __init__(self, address: tuple[str, int], fake: FakeCloudSync) -> None:
         self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
