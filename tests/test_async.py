@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import sys
 import threading
@@ -20,7 +21,7 @@ from django.test import AsyncClient
 from django.test.utils import CaptureQueriesContext
 from django.urls import path, reverse
 
-from django_cloudsync import aclient_for, client_for, errors, signals
+from django_cloudsync import aclient_for, arefresh, client_for, errors, signals
 from django_cloudsync.middleware import CloudSyncMiddleware
 from django_cloudsync.models import CloudSyncToken
 from django_cloudsync.sources import StoredTokenSource
@@ -28,7 +29,7 @@ from django_cloudsync.testing.flow import afollow_consent, asign_in
 from tests import async_views
 from tests import markdown_samples as samples_module
 from tests.async_urls import urlpatterns as async_urlpatterns
-from tests.helpers import ADA, an_hour_later, expire, query_of, signed_in
+from tests.helpers import ADA, an_hour_later, expire, query_of, signed_in, stored_state
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.urls("tests.async_urls")]
 
@@ -276,6 +277,25 @@ def gather_tokens(token: CloudSyncToken, coroutines: int, *, rejected: bool = Fa
     return run(tokens_at_once(token, coroutines, rejected=rejected))
 
 
+def sources_of(token: CloudSyncToken, count: int) -> list[StoredTokenSource]:
+    """``count`` token sources, each on its own copy of the stored row (read now, not in the loop)."""
+    return [StoredTokenSource(CloudSyncToken.objects.get(pk=token.pk)) for _ in range(count)]
+
+
+def in_flight() -> dict[Any, Any]:
+    """The running event loop's refreshes in flight (a copy)."""
+    return dict(arefresh._IN_FLIGHT.get(asyncio.get_running_loop(), {}))
+
+
+async def until(condition: Callable[[], bool]) -> None:
+    """Let the event loop run until ``condition`` holds; a condition that never comes fails."""
+    for _ in range(1000):
+        if condition():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("the condition never came")
+
+
 def test_many_coroutines_on_an_expired_token_refresh_once_without_a_thread_each(fake: Any) -> None:
     token = expire(signed_in_async(AsyncClient()))
     fake.delay_next("token", 0.3)  # the waiters pile up behind the one refresh
@@ -336,6 +356,12 @@ def test_invalid_grant_forgets_the_tokens_signals_once_and_raises_for_every_wait
     assert not CloudSyncToken.objects.exists()
     assert fake.counters["refresh_attempts"] == 1
     assert [(kwargs["account_id"], kwargs["user"]) for kwargs in sent] == [(ADA, token.user)]
+    # A coroutine still holding the row after that finds it gone: no token request, no signal.
+    with pytest.raises(errors.ReauthorizationRequired) as late:
+        run(StoredTokenSource(token).aget_access_token())
+    assert late.value.scopes == ["workspaces:read", "offline_access"]
+    assert fake.counters["refresh_attempts"] == 1
+    assert len(sent) == 1
 
 
 def test_a_lost_token_answer_keeps_the_stored_tokens(fake: Any, settings: Any) -> None:
@@ -355,6 +381,120 @@ def test_a_lost_token_answer_keeps_the_stored_tokens(fake: Any, settings: Any) -
     )
     assert len(set(gather_tokens(stored, 5))) == 1  # and it works next time, once
     assert fake.counters["refreshes"] == 1
+
+
+def test_a_cancelled_coroutine_leaves_the_shared_refresh_to_the_others(fake: Any) -> None:
+    """The coroutine that started the refresh, and one that waits for it, are cancelled (their
+    requests gone) while CloudSync answers: the others still get the new tokens, from one refresh."""
+    token = expire(signed_in_async(AsyncClient()))
+    fake.delay_next("token", 0.3)
+    first, *others = sources_of(token, 11)
+
+    async def cancel_two() -> tuple[list[Any], dict[Any, Any]]:
+        leader = asyncio.ensure_future(first.aget_access_token())
+        await until(lambda: fake.counters["refresh_attempts"] == 1)  # its refresh is under way
+        waiters = [asyncio.ensure_future(source.aget_access_token()) for source in others]
+        await asyncio.sleep(0)  # each waiter now awaits the refresh in flight
+        assert len(in_flight()) == 1
+        leader.cancel()
+        waiters[0].cancel()
+        return await asyncio.gather(leader, *waiters, return_exceptions=True), in_flight()
+
+    results, left = run(cancel_two())
+
+    fresh = CloudSyncToken.objects.get()
+    assert [type(result) for result in results[:2]] == [asyncio.CancelledError] * 2
+    assert results[2:] == [fresh.access_token()] * 9
+    assert fresh.version == token.version + 1
+    assert fake.counters["refresh_attempts"] == fake.counters["refreshes"] == 1
+    assert left == {}
+
+
+@pytest.mark.parametrize(
+    ("fault", "error"), [("server_error", errors.ServerError), ("timeout", errors.Timeout)]
+)
+def test_a_fault_reaches_every_waiter_as_its_own_typed_error_and_keeps_the_stored_tokens(
+    fake: Any, settings: Any, fault: str, error: type[errors.CloudSyncError]
+) -> None:
+    token = expire(signed_in_async(AsyncClient()))
+    secrets = [token.access_token(), token.refresh_token()]
+    before = stored_state()
+    if fault == "timeout":
+        settings.CLOUDSYNC_TIMEOUT = 0.3
+        fake.timeout_delay = 0.6
+    else:
+        fake.delay_next("token", 0.2)  # the waiters pile up behind the one refresh
+    fake.fail_next("token", fault)
+    sources = sources_of(token, 10)
+
+    async def at_once() -> tuple[list[Any], dict[Any, Any]]:
+        results = await asyncio.gather(*(s.aget_access_token() for s in sources), return_exceptions=True)
+        return results, in_flight()
+
+    results, left = run(at_once())
+
+    assert [type(result) for result in results] == [error] * 10, results
+    assert len({id(result) for result in results}) == 10  # an instance each ...
+    assert len({id(result.__cause__) for result in results}) == 1  # ... of the one refresh's error
+    assert type(results[0].__cause__) is error
+    said = [text for result in results for text in (str(result), repr(result), str(result.__cause__))]
+    assert not [text for text in said for secret in secrets if secret and secret in text]
+    assert fake.counters["refresh_attempts"] == 1  # one attempt shared, not one per waiter
+    assert stored_state() == before
+    assert left == {}
+    assert len(set(gather_tokens(token, 5))) == 1  # and it works next time, once
+    assert fake.counters["refreshes"] == 1
+
+
+def test_a_fault_that_nobody_awaits_any_more_is_not_logged_as_never_retrieved(
+    fake: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    token = expire(signed_in_async(AsyncClient()))
+    before = stored_state()
+    fake.delay_next("token", 0.3)
+    fake.fail_next("token", "server_error")
+    sources = sources_of(token, 3)
+
+    async def give_up() -> list[type[Any]]:
+        waiters = [asyncio.ensure_future(source.aget_access_token()) for source in sources]
+        await until(lambda: fake.counters["refresh_attempts"] == 1)
+        for waiter in waiters:
+            waiter.cancel()
+        # Only the types: a cancelled waiter's traceback would keep the refresh's task alive.
+        outcomes = [type(outcome) for outcome in await asyncio.gather(*waiters, return_exceptions=True)]
+        del waiters
+        await until(lambda: not in_flight())  # the refresh failed, with nobody awaiting it
+        gc.collect()  # asyncio logs an exception never retrieved when its task is collected
+        return outcomes
+
+    with caplog.at_level(logging.ERROR, logger="asyncio"):
+        outcomes = run(give_up())
+
+    assert outcomes == [asyncio.CancelledError] * 3
+    assert [record.getMessage() for record in caplog.records if record.name == "asyncio"] == []
+    assert fake.counters["refresh_attempts"] == 1
+    assert stored_state() == before
+
+
+def test_a_loop_that_ends_mid_refresh_leaves_no_entry_and_the_refresh_still_lands(fake: Any) -> None:
+    token = expire(signed_in_async(AsyncClient()))
+    fake.delay_next("token", 0.3)
+    (source,) = sources_of(token, 1)
+    loops: list[asyncio.AbstractEventLoop] = []
+
+    async def leave_early() -> asyncio.Future[str]:
+        loops.append(asyncio.get_running_loop())
+        asking = asyncio.ensure_future(source.aget_access_token())
+        await until(lambda: fake.counters["refresh_attempts"] == 1)
+        return asking  # and the loop ends: asyncio.run cancels what is left, the refresh's task too
+
+    asking = run(leave_early())
+
+    assert asking.cancelled()
+    assert arefresh._IN_FLIGHT[loops[0]] == {}
+    # The token request was sent: its worker thread still stored the new tokens.
+    assert fake.counters["refreshes"] == 1
+    assert CloudSyncToken.objects.get().version == token.version + 1
 
 
 def test_coroutines_and_threads_together_refresh_once(fake: Any) -> None:

@@ -1,6 +1,7 @@
 """The async path's counts, at small sizes (the full figures are bench_async's, ``make bench``):
-one TCP connection for many sequential async calls, no thread per concurrent call, and no slow
-callback from the app's code with asyncio's debug mode on. Counts only; no time is asserted."""
+one TCP connection for many sequential async calls, no thread per concurrent call, one re-read of
+the row per refresh however many coroutines wait for it, and no slow callback from the app's code
+with asyncio's debug mode on. Counts only; no time is asserted."""
 
 from __future__ import annotations
 
@@ -10,12 +11,16 @@ import time
 from typing import Any
 
 import pytest
+from django.db import connection
 from django.test import AsyncClient
+from django.test.utils import CaptureQueriesContext
 
 from django_cloudsync import aclient_for
 from django_cloudsync.client import CloudSync
-from tests.helpers import ADA
-from tests.test_async import run, signed_in_async
+from django_cloudsync.models import CloudSyncToken
+from django_cloudsync.sources import StoredTokenSource
+from tests.helpers import ADA, expire
+from tests.test_async import in_flight, run, signed_in_async, sources_of
 from testsupport.loopwatch import LoopWatch
 
 pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.urls("tests.async_urls")]
@@ -78,6 +83,44 @@ def test_concurrent_async_calls_take_no_thread_each(fake: Any, django_user_model
     assert fake.counters["delayed_answers"] == CALLS
     # The watch's own thread, and at most a few of asyncio's or asgiref's: never one per call.
     assert peak - idle <= 3
+
+
+@pytest.mark.parametrize("rejected", [False, True], ids=["expired", "rejected"])
+def test_waiters_share_one_refresh_and_one_reread_of_the_row(fake: Any, rejected: bool) -> None:
+    """50 coroutines on one expired (or rejected) token: one token request, and the row re-read
+    once, by the refresh they share, not once per waiter (each re-read is a hop to the ORM's
+    thread). One coming later with the old row re-reads it once, and sends no token request."""
+    token = signed_in_async(AsyncClient())
+    if not rejected:
+        token = expire(token)
+    fake.delay_next("token", DELAY)  # the waiters pile up behind the one refresh
+    *sources, late = sources_of(token, 51)
+
+    async def ask(source: StoredTokenSource) -> str:
+        if rejected:
+            return await source.arefresh_after_rejection("rejected")
+        return await source.aget_access_token()
+
+    async def at_once() -> tuple[list[str], dict[Any, Any]]:
+        return await asyncio.gather(*(ask(source) for source in sources)), in_flight()
+
+    # run()'s loop is async_to_sync's, so the async ORM runs in this test's thread, on the
+    # connection captured here; the refresh's own queries run in a worker thread, uncaptured.
+    with CaptureQueriesContext(connection) as burst:
+        answers, left = run(at_once())
+    with CaptureQueriesContext(connection) as later:
+        late_answer = run(ask(late))
+
+    assert len(set(answers)) == 1
+    assert late_answer == answers[0] == CloudSyncToken.objects.get().access_token()
+    assert fake.counters["refresh_attempts"] == fake.counters["refreshes"] == 1
+    assert token_queries(burst) == 1, burst.captured_queries
+    assert token_queries(later) == 1, later.captured_queries
+    assert left == {}  # nothing kept once the refresh is over
+
+
+def token_queries(captured: CaptureQueriesContext) -> int:
+    return sum(1 for query in captured.captured_queries if CloudSyncToken._meta.db_table in query["sql"])
 
 
 def test_the_loop_watch_counts_a_blocked_loop_and_blames_whose_code_blocked(
