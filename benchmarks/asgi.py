@@ -98,6 +98,8 @@ async def _stats(send: Send, *, reset: bool) -> None:
             slow_in_app=report.slow_in_app,
             slow_elsewhere=report.slow_elsewhere,
             slow_off_cpu=report.slow_off_cpu,
+            slow_in_collector=report.slow_in_collector,
+            longest_collection=report.longest_collection,
             app_frames=report.app_frames,
             app_callbacks=report.app_callbacks,
             examples=report.examples,

@@ -4,19 +4,27 @@ allauth keeps the tokens (``SOCIALACCOUNT_STORE_TOKENS = True``) in ``SocialToke
 plaintext; the view reads the row, refreshes it when it has expired (no lock: nothing tells a
 site it needs one), and calls the API with a new ``requests.Session`` each time. Every call has
 a timeout, so the comparison is with a careful hand-rolled version, not a careless one.
+
+Its async views are as careful: the row read with the async ORM, and one pooled
+``httpx2.AsyncClient`` per event loop, as large as the app's pool, so that what the app adds to
+the HTTP library (policy, bounds, typed errors) is what the comparison shows.
 """
 
 from __future__ import annotations
 
+import asyncio
+import weakref
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
+import httpx2
 import requests
 from allauth.socialaccount.models import SocialToken
 from django.conf import settings
 from django.utils import timezone
 
+from django_cloudsync import conf
 from testsupport.baseline import PROVIDER_ID
 
 TIMEOUT = (5.0, 10.0)
@@ -72,6 +80,35 @@ def call_me(token: SocialToken, save: Callable[[SocialToken], None] | None = Non
         response = session.get(
             _provider()["URL"] + "/v1/me", headers={"Authorization": f"Bearer {bearer}"}, timeout=TIMEOUT
         )
+    response.raise_for_status()
+    data = response.json()
+    if not isinstance(data, dict):
+        raise ValueError("GET /v1/me did not answer a JSON object")
+    return data
+
+
+#: Each event loop's pooled client (the loop of a uvicorn worker lives as long as the worker).
+_loop_clients: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx2.AsyncClient] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+async def astored_token(user: Any) -> SocialToken | None:
+    """:func:`stored_token` through the async ORM."""
+    return await SocialToken.objects.filter(account__user=user, account__provider=PROVIDER_ID).afirst()
+
+
+async def acall_me(token: SocialToken) -> dict[str, Any]:
+    """``GET /v1/me`` on the loop's pooled client, with the stored token as it is (no refresh)."""
+    loop = asyncio.get_running_loop()
+    client = _loop_clients.get(loop)
+    if client is None:
+        size = conf.async_max_connections()  # the app's pool size
+        limits = httpx2.Limits(max_connections=size, max_keepalive_connections=size)
+        timeout = httpx2.Timeout(TIMEOUT[1], connect=TIMEOUT[0])
+        client = _loop_clients[loop] = httpx2.AsyncClient(limits=limits, timeout=timeout)
+    bearer = {"Authorization": f"Bearer {token.token}"}
+    response = await client.get(_provider()["URL"] + "/v1/me", headers=bearer)
     response.raise_for_status()
     data = response.json()
     if not isinstance(data, dict):

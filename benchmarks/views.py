@@ -86,6 +86,15 @@ async def async_me(request: Any) -> HttpResponse:
     return HttpResponse(me["id"])
 
 
+async def async_handrolled_me(request: Any) -> HttpResponse:
+    """``async_me`` the hand-rolled way: the stored ``SocialToken``, a pooled ``httpx2`` client."""
+    token = await handrolled.astored_token(await request.auser())
+    if token is None:
+        return HttpResponse("not connected", status=404)
+    me = await handrolled.acall_me(token)
+    return HttpResponse(me["id"])
+
+
 async def async_sleep(request: Any) -> HttpResponse:
     """``async_me`` with the API call replaced by a sleep of the same length: the thread reference.
 
@@ -103,6 +112,15 @@ async def async_gather(request: Any) -> HttpResponse:
     if client is None:
         return HttpResponse("not connected", status=404)
     calls = [_outcome(client.ame()) for _ in range(int(request.GET["n"]))]
+    return JsonResponse({"outcomes": dict(Counter(await asyncio.gather(*calls)))})
+
+
+async def async_handrolled_gather(request: Any) -> HttpResponse:
+    """``async_gather`` the hand-rolled way: ``n`` calls of :func:`handrolled.acall_me` at once."""
+    token = await handrolled.astored_token(await request.auser())
+    if token is None:
+        return HttpResponse("not connected", status=404)
+    calls = [_outcome(handrolled.acall_me(token)) for _ in range(int(request.GET["n"]))]
     return JsonResponse({"outcomes": dict(Counter(await asyncio.gather(*calls)))})
 
 

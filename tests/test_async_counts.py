@@ -6,6 +6,8 @@ with asyncio's debug mode on. Counts only; no time is asserted."""
 from __future__ import annotations
 
 import asyncio
+import gc
+import logging
 import threading
 import time
 from typing import Any
@@ -173,3 +175,54 @@ def test_the_loop_watch_blames_the_app_only_for_a_loop_thread_blocking_not_waiti
         watch._samples.clear()
         watch._samples.extend(samples)
         assert watch.app_frame_during(0.0, 1.0) == expected
+
+
+def test_the_loop_watch_leaves_a_garbage_collectors_pause_to_the_collector() -> None:
+    """A slow step the collector took most of is the collector's, even with the app's frames on a
+    loop thread on CPU: a full collection stops every thread wherever it falls."""
+    watch = LoopWatch()
+    watch._cpu_clock = 0
+    watch._samples.extend((i * 0.005, i * 0.005, "http.py:1", False) for i in range(20))
+    record = logging.LogRecord(
+        "asyncio", logging.WARNING, __file__, 1, "Executing %s took %.3f seconds", ("<Task>", 0.08), None
+    )
+    handler = watch._handler
+
+    watch._collections.append((time.monotonic() - 0.07, time.monotonic()))
+    handler.emit(record)  # the collector ran through most of the step that just ended
+    watch._collections.clear()
+    watch._samples.clear()
+    now = time.monotonic()
+    watch._samples.extend((now - 0.08 + i * 0.005, i * 0.005, "http.py:1", False) for i in range(17))
+    handler.emit(record)  # no collection: the app's code on CPU
+
+    assert watch.report.slow_callbacks == 2
+    assert watch.report.slow_in_collector == 1
+    assert watch.report.slow_in_app == 1
+    assert watch.collector_seconds_during(0.0, 1.0) == 0.0
+
+
+def test_the_loop_watch_times_the_collections_of_every_thread() -> None:
+    """A collection holds the GIL, so one in any thread of the process holds the loop: each is timed."""
+
+    async def collect_in_the_loop_and_beside_it() -> tuple[LoopWatch, float]:
+        async with LoopWatch() as watch:
+            started = time.monotonic()
+            gc.collect()
+            in_the_loop = watch.collector_seconds_during(started, time.monotonic())
+            beside = threading.Thread(target=gc.collect)
+            beside.start()
+            beside.join()
+        return watch, in_the_loop
+
+    gc.disable()  # only the collections the test makes, none the allocator triggers
+    try:
+        watch, in_the_loop = asyncio.run(collect_in_the_loop_and_beside_it())
+    finally:
+        gc.enable()
+
+    assert in_the_loop > 0
+    assert len(watch._collections) == 2
+    assert watch.collector_seconds_during(0.0, time.monotonic()) > in_the_loop
+    assert watch.report.longest_collection > 0
+    assert watch._time_collection not in gc.callbacks  # stop() took it back

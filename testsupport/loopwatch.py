@@ -13,7 +13,11 @@ the loop, and the callback is counted elsewhere (``slow_off_cpu``). The code att
 innermost frame that is not a library's (the stdlib and what the app calls, such as httpx2 or
 cryptography, count as the caller's; Django, asgiref, uvicorn and the site's own code count
 as theirs, so the middleware's ``await get_response()`` on the stack does not make Django's work
-the app's). It also samples the process's thread count, for the "no thread per call" figures.
+the app's). A slow callback that the garbage collector took at least half of (a full collection
+of a large heap stops every thread wherever it falls, and the watcher cannot sample meanwhile)
+is the collector's, whatever code was running: the watch times each collection (``gc.callbacks``;
+one in any thread holds the GIL, so the loop too) and counts these apart (``slow_in_collector``).
+It also samples the process's thread count, for the "no thread per call" figures.
 
 Shared by ``tests/test_async_counts.py`` and the async benchmark's ASGI worker
 (``benchmarks/asgi.py``); it yields counts, and nothing asserts a time from it.
@@ -22,6 +26,7 @@ Shared by ``tests/test_async_counts.py`` and the async benchmark's ASGI worker
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import sys
 import threading
@@ -70,6 +75,10 @@ class LoopReport:
     #: Of slow_elsewhere, those with the app's frames on the stack but the loop thread off CPU
     #: and not in a socket call for most of them: waiting for the GIL or a core, not blocking.
     slow_off_cpu: int = 0
+    #: Of slow_elsewhere, those the garbage collector took at least half of (in any thread).
+    slow_in_collector: int = 0
+    #: The longest collection, in seconds.
+    longest_collection: float = 0.0
     #: The first few slow-callback messages, cut short: which task (never a token: reprs only).
     examples: list[str] = field(default_factory=list)
     #: Where the app's slow callbacks were, as ``file:line`` of the app's frame.
@@ -97,6 +106,10 @@ class _SlowCallbackCounter(logging.Handler):
         report.slow_callbacks += 1
         if len(report.examples) < 3:
             report.examples.append(record.getMessage()[:300])
+        if 2 * self.watch.collector_seconds_during(ended - seconds, ended) >= seconds:
+            report.slow_elsewhere += 1
+            report.slow_in_collector += 1
+            return
         app_frame, on_cpu = self.watch.app_frame_during(ended - seconds, ended)
         if app_frame is None or not on_cpu:
             report.slow_elsewhere += 1
@@ -135,6 +148,9 @@ class LoopWatch:
         self._samples: deque[tuple[float, float, str | None, bool]] = deque(maxlen=SAMPLES_KEPT)
         self._cpu_clock: int | None = None
         self._samples_lock = threading.Lock()
+        #: (start, end) in monotonic time of each garbage collection in the process, newest last.
+        self._collections: deque[tuple[float, float]] = deque(maxlen=SAMPLES_KEPT)
+        self._collection_started = 0.0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -150,6 +166,7 @@ class LoopWatch:
             loop.set_debug(True)
             loop.slow_callback_duration = self.threshold
             logging.getLogger("asyncio").addHandler(self._handler)
+            gc.callbacks.append(self._time_collection)
         self.report.peak_threads = self.thread_count()
         self._thread = threading.Thread(target=self._watch, name="loopwatch", daemon=True)
         self._thread.start()
@@ -157,7 +174,8 @@ class LoopWatch:
 
     def reset(self) -> None:
         self.report.slow_callbacks = self.report.slow_in_app = self.report.slow_elsewhere = 0
-        self.report.slow_off_cpu = 0
+        self.report.slow_off_cpu = self.report.slow_in_collector = 0
+        self.report.longest_collection = 0.0
         self.report.examples.clear()
         self.report.app_frames.clear()
         self.report.app_callbacks.clear()
@@ -168,6 +186,8 @@ class LoopWatch:
         if self._thread is not None:
             self._thread.join(timeout=5)
         logging.getLogger("asyncio").removeHandler(self._handler)
+        if self._time_collection in gc.callbacks:
+            gc.callbacks.remove(self._time_collection)
         return self.report
 
     async def __aenter__(self) -> LoopWatch:
@@ -199,6 +219,22 @@ class LoopWatch:
         in_socket = sum(1 for sample in during if sample[3])
         return in_app[0], 2 * cpu > wall or 2 * in_socket > len(during)
 
+    def collector_seconds_during(self, start: float, end: float) -> float:
+        """How long garbage collections (in any thread: they hold the GIL) ran within ``[start, end]``."""
+        return sum(
+            max(0.0, min(end, stopped) - max(start, started)) for started, stopped in list(self._collections)
+        )
+
+    def _time_collection(self, phase: str, info: dict[str, int]) -> None:
+        # Called by the collector in whichever thread triggered it: it holds the GIL throughout,
+        # so a collection in any thread of the process holds the loop thread too.
+        now = time.monotonic()
+        if phase == "start":
+            self._collection_started = now
+            return
+        self._collections.append((self._collection_started, now))
+        self.report.longest_collection = max(self.report.longest_collection, now - self._collection_started)
+
     def _watch(self) -> None:
         while not self._stop.wait(POLL_SECONDS):
             self.report.peak_threads = max(self.report.peak_threads, self.thread_count())
@@ -224,12 +260,12 @@ def _running_app_frame(frame: FrameType | None) -> str | None:
 
 
 #: Where a sync socket call's innermost Python frame stands while the C call blocks in the kernel:
-#: the stdlib's wrappers, and the sync backends of httpcore and urllib3 (sock.recv, sock.sendall).
+#: the stdlib's wrappers, and the sync backends of httpcore2 and urllib3 (sock.recv, sock.sendall).
 _SOCKET_FILES = (
     "/socket.py",
     "/ssl.py",
     "/selectors.py",
-    "/httpcore/_backends/sync.py",
+    "/httpcore2/_backends/sync.py",
     "/urllib3/util/wait.py",
 )
 
