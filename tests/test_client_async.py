@@ -323,6 +323,64 @@ def test_a_new_loops_first_call_builds_no_tls_context_in_the_loop(
     assert fake.counters["api_calls"] == 2
 
 
+def test_a_new_loops_first_calls_at_once_share_one_tls_context_build(
+    fake: FakeCloudSync, client: CloudSync, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """20 first calls at once, the first of them cancelled: one build, which the others await."""
+    builds: list[str] = []
+    create = ssl.create_default_context
+
+    def recording(*args: Any, **kwargs: Any) -> Any:
+        builds.append(threading.current_thread().name)
+        return create(*args, **kwargs)
+
+    monkeypatch.setattr(ssl, "create_default_context", recording)
+    monkeypatch.setattr(http, "_ssl_context", None)
+
+    async def at_once() -> list[Any]:
+        first = asyncio.ensure_future(client.ame())
+        others = [asyncio.ensure_future(client.ame()) for _ in range(19)]
+        await asyncio.sleep(0)  # every call is waiting on the build now
+        first.cancel()
+        answers = await asyncio.gather(*others)
+        assert http._ssl_context_builds == {}  # nothing kept once built
+        return answers
+
+    answers = run(at_once)
+
+    assert len(builds) == 1
+    assert builds[0] != threading.current_thread().name
+    assert [me["id"] for me in answers] == [fake.current_user_id] * 19
+    assert fake.counters["api_calls"] == 19
+
+
+def test_a_tls_context_that_cannot_be_built_is_a_network_error_and_tried_again(
+    fake: FakeCloudSync, client: CloudSync, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    create = ssl.create_default_context
+    unreadable = [True]  # the CA bundle, until the test puts it back
+
+    def building(*args: Any, **kwargs: Any) -> Any:
+        if unreadable[0]:
+            raise FileNotFoundError(2, "No such file or directory")
+        return create(*args, **kwargs)
+
+    monkeypatch.setattr(ssl, "create_default_context", building)
+    monkeypatch.setattr(http, "_ssl_context", None)
+
+    async def twice() -> Any:
+        with pytest.raises(errors.NetworkError, match="FileNotFoundError"):
+            await client.ame()
+        assert http._ssl_context_builds == {}  # the failed build is not kept
+        unreadable[0] = False
+        return await client.ame()
+
+    me = run(twice)
+
+    assert me["id"] == fake.current_user_id
+    assert fake.counters["api_calls"] == 1
+
+
 def test_two_first_calls_at_once_on_a_new_loop_share_one_client(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(http, "_ssl_context", None)  # both wait on the TLS context's first build
 

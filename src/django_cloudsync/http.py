@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import importlib
 import json
 import os
@@ -185,6 +186,10 @@ _async_lock = threading.Lock()
 _async_pools: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopPool] = weakref.WeakKeyDictionary()
 #: The async transport's TLS context, built once per process (see :func:`_async_ssl_context`).
 _ssl_context: ssl.SSLContext | None = None
+#: Per event loop, the build of that context under way, which the loop's other first calls await.
+_ssl_context_builds: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Future[ssl.SSLContext]] = (
+    weakref.WeakKeyDictionary()
+)
 #: What httpx2 imports lazily on a client's construction and first connection (httpcore2, h11,
 #: anyio's asyncio backend and TLS streams: tens of ms the first time).
 _LAZY_MODULES = ("httpcore2", "h11", "anyio._backends._asyncio", "anyio.streams.tls")
@@ -196,14 +201,32 @@ async def _async_ssl_context() -> ssl.SSLContext:
     Loading the CA bundle takes tens of ms, and httpx2 would do it for every new client (so every
     new event loop) inside the loop; httpx2's lazy imports on the first client and the first
     connection take as long again. Both happen once per process, in a thread, so the loop keeps
-    running meanwhile; sync-only sites and management commands never pay for them. Two loops'
-    first calls may both build it: the same work, one of the results kept.
+    running meanwhile; sync-only sites and management commands never pay for them. The first
+    calls of one loop all await the one build (a burst of 100 coroutines on a new worker would
+    otherwise queue 100 builds on the executor's threads, which then hold the GIL from the loop);
+    two loops' first calls may both build it: the same work, one of the results kept.
     """
     global _ssl_context
     context = _ssl_context
-    if context is None:
-        context = _ssl_context = await asyncio.to_thread(_prepare_async_transport)
+    if context is not None:
+        return context
+    loop = asyncio.get_running_loop()
+    with _async_lock:
+        build = _ssl_context_builds.get(loop)
+        if build is None:
+            build = _ssl_context_builds[loop] = loop.run_in_executor(None, _prepare_async_transport)
+            build.add_done_callback(functools.partial(_ssl_context_built, loop))
+    # shield: a first call that is cancelled leaves the build to the others.
+    context = _ssl_context = await asyncio.shield(build)
     return context
+
+
+def _ssl_context_built(loop: asyncio.AbstractEventLoop, build: asyncio.Future[ssl.SSLContext]) -> None:
+    with _async_lock:
+        del _ssl_context_builds[loop]  # a failed build is tried again by the next call
+    # Retrieved here: if every call awaiting it was cancelled, asyncio would log a failure as
+    # never retrieved. (Nothing cancels the build itself: every caller awaits it shielded.)
+    build.cancelled() or build.exception()
 
 
 def _prepare_async_transport() -> ssl.SSLContext:
@@ -275,22 +298,24 @@ async def aclose() -> None:
 def _forget_async_pools() -> None:
     global _async_lock
     _async_pools.clear()  # a forked child must not share the parent's sockets
+    _ssl_context_builds.clear()
     _async_lock = threading.Lock()
 
 
 async def asend(outgoing: Outgoing) -> Received:
     """:func:`send` on this event loop's pooled ``httpx2.AsyncClient``: the same bounds, the same errors."""
     deadline, connect, read = outgoing.bounds()
-    client = await get_async_client()
-    request = client.build_request(
-        outgoing.method,
-        outgoing.url,
-        headers=dict(outgoing.headers),
-        json=outgoing.json_body,
-        params=dict(outgoing.params) if outgoing.params is not None else None,
-        timeout=httpx2.Timeout(connect=connect, read=read, write=read, pool=connect),
-    )
     try:
+        # The loop's first call builds the TLS context: an unreadable CA bundle is an OSError.
+        client = await get_async_client()
+        request = client.build_request(
+            outgoing.method,
+            outgoing.url,
+            headers=dict(outgoing.headers),
+            json=outgoing.json_body,
+            params=dict(outgoing.params) if outgoing.params is not None else None,
+            timeout=httpx2.Timeout(connect=connect, read=read, write=read, pool=connect),
+        )
         # Each read waits at most min(read, time left) (the timeouts above); the whole exchange is
         # cancelled when the deadline passes, however the bytes trickle in.
         return await asyncio.wait_for(_aexchange(client, request), deadline.bound(deadline.seconds))
