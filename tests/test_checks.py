@@ -17,7 +17,7 @@ from django.core.checks import CheckMessage, run_checks
 from django.core.management import call_command
 from django.core.management.base import SystemCheckError
 
-from django_cloudsync import checks, conf
+from django_cloudsync import checks, conf, errors
 from django_cloudsync.crypto import generate_key
 from django_cloudsync.middleware import CloudSyncMiddleware
 
@@ -634,3 +634,167 @@ def test_no_e011_when_mailers_are_set(settings: Any) -> None:
     settings.MAILERS = {"default": {"BACKEND": "django.core.mail.backends.console.EmailBackend"}}
 
     assert "django_cloudsync.E011" not in ids(run_checks(databases=[]))
+
+
+# E012: the numeric settings, validated by conf's readers (the same rule at start-up and per call).
+
+#: Each numeric setting, its reader in conf (the one a call uses), and values it refuses.
+BAD_LIMITS: dict[str, tuple[Callable[[], object], list[Any]]] = {
+    "CLOUDSYNC_TIMEOUT": (
+        conf.timeout,
+        [
+            "5",
+            0,
+            -1,
+            float("nan"),
+            float("inf"),
+            True,
+            None,
+            (1, 2, 3),
+            [5.0],
+            (5.0, "15"),
+            (5.0, 0),
+            (True, 5.0),
+        ],
+    ),
+    "CLOUDSYNC_DEADLINE": (
+        conf.deadline,
+        [0, -1, -0.5, float("nan"), float("inf"), "60", True, None, 10**400],
+    ),
+    "CLOUDSYNC_MAX_RETRIES": (conf.max_retries, [-1, 2.0, "2", True, None, float("nan")]),
+    "CLOUDSYNC_MAX_RETRY_AFTER": (
+        conf.max_retry_after,
+        [-1, -0.1, float("nan"), float("inf"), "30", True, None],
+    ),
+    "CLOUDSYNC_REFRESH_LEEWAY": (conf.refresh_leeway, [-1, float("nan"), float("-inf"), "60", False, (60,)]),
+    "CLOUDSYNC_LOCK_TIMEOUT": (conf.lock_timeout, [-0.1, -5, float("nan"), float("inf"), "5", True]),
+    "CLOUDSYNC_MAX_RESPONSE_BYTES": (conf.max_response_bytes, [0, -1, 1024.0, "1024", True, None]),
+    "CLOUDSYNC_ASYNC_MAX_CONNECTIONS": (conf.async_max_connections, [0, -1, 2.0, "256", True, None]),
+}
+
+#: The default each hint names: the DEFAULT_* constants of conf.
+DEFAULTS = {
+    "CLOUDSYNC_TIMEOUT": repr(conf.DEFAULT_TIMEOUT),
+    "CLOUDSYNC_DEADLINE": repr(conf.DEFAULT_DEADLINE),
+    "CLOUDSYNC_MAX_RETRIES": repr(conf.DEFAULT_MAX_RETRIES),
+    "CLOUDSYNC_MAX_RETRY_AFTER": repr(conf.DEFAULT_MAX_RETRY_AFTER),
+    "CLOUDSYNC_REFRESH_LEEWAY": repr(conf.DEFAULT_REFRESH_LEEWAY),
+    "CLOUDSYNC_LOCK_TIMEOUT": "None",
+    "CLOUDSYNC_MAX_RESPONSE_BYTES": repr(conf.DEFAULT_MAX_RESPONSE_BYTES),
+    "CLOUDSYNC_ASYNC_MAX_CONNECTIONS": repr(conf.DEFAULT_ASYNC_MAX_CONNECTIONS),
+}
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [(name, value) for name, (_, values) in BAD_LIMITS.items() for value in values],
+    ids=lambda param: param if isinstance(param, str) else repr(param)[:20],
+)
+def test_a_bad_numeric_setting_is_one_e012_naming_it(settings: Any, name: str, value: Any) -> None:
+    setattr(settings, name, value)
+
+    messages = checks.check_limits()
+
+    assert ids(messages) == ["django_cloudsync.E012"]
+    assert messages[0].is_serious()  # an Error: runserver and migrate stop
+    assert messages[0].msg.startswith(f"{name} must be ")
+    assert f"the default, {DEFAULTS[name]}" in hint_of(messages[0])
+    read, _ = BAD_LIMITS[name]
+    with pytest.raises(errors.ConfigurationError, match=name):  # and a call meets the same rule
+        read()
+
+
+def test_the_e012_hint_shows_the_value_cut_short(settings: Any) -> None:
+    settings.CLOUDSYNC_DEADLINE = "sixty seconds, or thereabouts, give or take a minute or two"
+
+    [message] = checks.check_limits()
+
+    assert message.msg == "CLOUDSYNC_DEADLINE must be a positive number of seconds."
+    assert hint_of(message).startswith("It is 'sixty seconds")
+    assert "thereabouts, give" not in hint_of(message)  # the middle of a long value left out
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "read"),
+    [
+        ("CLOUDSYNC_TIMEOUT", 7, (7.0, 7.0)),
+        ("CLOUDSYNC_TIMEOUT", 0.25, (0.25, 0.25)),
+        ("CLOUDSYNC_TIMEOUT", (2, 3.5), (2.0, 3.5)),
+        ("CLOUDSYNC_TIMEOUT", [5.0, 15], (5.0, 15.0)),
+        ("CLOUDSYNC_DEADLINE", 1, 1.0),
+        ("CLOUDSYNC_DEADLINE", 0.1, 0.1),
+        ("CLOUDSYNC_MAX_RETRIES", 0, 0),
+        ("CLOUDSYNC_MAX_RETRIES", 5, 5),
+        ("CLOUDSYNC_MAX_RETRY_AFTER", 0, 0.0),
+        ("CLOUDSYNC_MAX_RETRY_AFTER", 2.5, 2.5),
+        ("CLOUDSYNC_REFRESH_LEEWAY", 0.0, 0.0),
+        ("CLOUDSYNC_REFRESH_LEEWAY", 120, 120.0),
+        ("CLOUDSYNC_LOCK_TIMEOUT", 0, 0.0),
+        ("CLOUDSYNC_LOCK_TIMEOUT", 0.2, 0.2),
+        ("CLOUDSYNC_MAX_RESPONSE_BYTES", 1, 1),
+        ("CLOUDSYNC_MAX_RESPONSE_BYTES", 1024, 1024),
+        ("CLOUDSYNC_ASYNC_MAX_CONNECTIONS", 1, 1),
+        ("CLOUDSYNC_ASYNC_MAX_CONNECTIONS", 512, 512),
+    ],
+)
+def test_a_valid_numeric_setting_passes_and_reads_as_before(
+    settings: Any, name: str, value: Any, read: Any
+) -> None:
+    setattr(settings, name, value)
+
+    assert checks.check_limits() == []
+    reader, _ = BAD_LIMITS[name]
+    value_read = reader()
+    assert value_read == read
+    assert type(value_read) is type(read)
+
+
+def test_unset_numeric_settings_pass_as_their_defaults(settings: Any) -> None:
+    for name in BAD_LIMITS:
+        if hasattr(settings, name):
+            delattr(settings, name)
+
+    assert checks.check_limits() == []
+    assert conf.timeout() == conf.DEFAULT_TIMEOUT
+    assert conf.deadline() == conf.DEFAULT_DEADLINE
+    assert conf.max_retries() == conf.DEFAULT_MAX_RETRIES
+    assert conf.max_retry_after() == conf.DEFAULT_MAX_RETRY_AFTER
+    assert conf.refresh_leeway() == conf.DEFAULT_REFRESH_LEEWAY
+    assert conf.lock_timeout() == conf.DEFAULT_DEADLINE + conf.REFRESH_LEASE_MARGIN
+    assert conf.max_response_bytes() == conf.DEFAULT_MAX_RESPONSE_BYTES
+    assert conf.async_max_connections() == conf.DEFAULT_ASYNC_MAX_CONNECTIONS
+
+
+def test_a_lock_timeout_of_none_is_as_long_as_a_refresh_can_take(settings: Any) -> None:
+    settings.CLOUDSYNC_LOCK_TIMEOUT = None
+    settings.CLOUDSYNC_DEADLINE = 20
+
+    assert checks.check_limits() == []
+    assert conf.lock_timeout() == 20 + conf.REFRESH_LEASE_MARGIN
+
+
+def test_each_bad_numeric_setting_is_its_own_e012(settings: Any) -> None:
+    # The lock timeout left at None: its default derives from the bad deadline, which is reported once.
+    settings.CLOUDSYNC_LOCK_TIMEOUT = None
+    settings.CLOUDSYNC_DEADLINE = 0
+    settings.CLOUDSYNC_MAX_RESPONSE_BYTES = "1MB"
+
+    messages = checks.check_limits()
+
+    assert ids(messages) == ["django_cloudsync.E012", "django_cloudsync.E012"]
+    assert [message.msg.split()[0] for message in messages] == [
+        "CLOUDSYNC_DEADLINE",
+        "CLOUDSYNC_MAX_RESPONSE_BYTES",
+    ]
+
+
+def test_e012_stops_manage_py_check(settings: Any, provider: Any) -> None:
+    settings.CLOUDSYNC_TIMEOUT = (5.0, 15.0, 30.0)
+
+    assert ids(all_cloudsync_messages()) == ["django_cloudsync.E012"]  # registered
+    with pytest.raises(SystemCheckError, match=r"django_cloudsync\.E012"):
+        call_command("check")
+
+    settings.CLOUDSYNC_TIMEOUT = (5.0, 30.0)
+
+    call_command("check", stdout=StringIO())

@@ -165,7 +165,7 @@ class CloudSync:
     @property
     def max_retries(self) -> int:
         """How many times an idempotent call is retried after 429, 5xx or a network error."""
-        return self._max_retries if self._max_retries is not None else max(0, conf.max_retries())
+        return self._max_retries if self._max_retries is not None else conf.max_retries()
 
     @property
     def environment(self) -> str | None:

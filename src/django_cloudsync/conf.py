@@ -9,13 +9,19 @@ take in all: connecting, the headers, the body however slowly it drips, and for 
 retries and the ``Retry-After`` waits between them. The per-read ``CLOUDSYNC_TIMEOUT`` alone would
 let a server that sends a byte a second hold a worker forever. The default leaves room for one
 ``Retry-After`` of ``CLOUDSYNC_MAX_RETRY_AFTER`` (30) and an attempt after it.
+
+The numeric settings are validated by the readers below, each through one of the small
+validators that follow the defaults: a wrong value is a :class:`~django_cloudsync.errors.ConfigurationError`
+naming the setting when a call reads it, and check E012 (:mod:`.checks.limits`) calls the same
+readers at start-up, so that the rule is written once.
 """
 
 from __future__ import annotations
 
 import functools
 import os
-from typing import Any
+import sys
+from typing import Any, TypeGuard
 
 from django.conf import settings
 
@@ -40,6 +46,38 @@ DEFAULT_DEADLINE = 60.0
 #: Seconds a refresh's lease outlasts the longest its token request may take: a claimer that is
 #: still alive always finishes (or gives up) before another worker may take its lease.
 REFRESH_LEASE_MARGIN = 5.0
+#: The largest float: a number of seconds above it is infinite, or an int no float can hold.
+_MAX_SECONDS = sys.float_info.max
+
+
+def _is_number(value: object) -> TypeGuard[int | float]:
+    """An int or a float; never a bool, which Python counts as an int (``True`` is no limit)."""
+    return isinstance(value, (int, float)) and value.__class__ is not bool
+
+
+def _positive_seconds(name: str, value: object, rule: str = "a positive number of seconds") -> float:
+    """``value`` as seconds, finite and above 0; else :class:`~.errors.ConfigurationError` (E012)."""
+    # The chained comparison is also False for NaN, for infinity and for an int too large for a
+    # float (whose float() would raise OverflowError). _is_number() inlined: timeout() and
+    # deadline() run this on every call.
+    if isinstance(value, (int, float)) and value.__class__ is not bool and 0 < value <= _MAX_SECONDS:
+        return float(value)
+    raise errors.ConfigurationError(f"{name} must be {rule}")
+
+
+def _non_negative_seconds(name: str, value: object) -> float:
+    """``value`` as seconds, finite and 0 or more; else :class:`~.errors.ConfigurationError` (E012)."""
+    if _is_number(value) and 0 <= value <= _MAX_SECONDS:
+        return float(value)
+    raise errors.ConfigurationError(f"{name} must be a number of seconds, 0 or more")
+
+
+def _count(name: str, value: object, *, least: int) -> int:
+    """``value``, an int (not a float, not a bool) of at least ``least`` (0 or 1); else E012."""
+    if isinstance(value, int) and value.__class__ is not bool and value >= least:
+        return value
+    rule = "a positive integer" if least else "an integer, 0 or more"
+    raise errors.ConfigurationError(f"{name} must be {rule}")
 
 
 def provider_settings() -> dict[str, Any]:
@@ -120,23 +158,29 @@ def headless_serves_apps() -> bool:
 def timeout() -> tuple[float, float]:
     """``CLOUDSYNC_TIMEOUT``: seconds, or a (connect, read) pair. Never ``None``: no call waits forever."""
     value = getattr(settings, "CLOUDSYNC_TIMEOUT", DEFAULT_TIMEOUT)
-    if isinstance(value, (int, float)):
-        return (float(value), float(value))
-    connect, read = value
-    return (float(connect), float(read))
+    rule = "a positive number of seconds, or a (connect, read) pair of them"
+    if isinstance(value, (tuple, list)) and len(value) == 2:
+        connect, read = value
+        return (
+            _positive_seconds("CLOUDSYNC_TIMEOUT", connect, rule),
+            _positive_seconds("CLOUDSYNC_TIMEOUT", read, rule),
+        )
+    seconds = _positive_seconds("CLOUDSYNC_TIMEOUT", value, rule)
+    return (seconds, seconds)
 
 
 def deadline() -> float:
-    """``CLOUDSYNC_DEADLINE``: seconds one call may take in all, retries and body included."""
-    value = float(getattr(settings, "CLOUDSYNC_DEADLINE", DEFAULT_DEADLINE))
-    if not value > 0:  # also refuses NaN: no call may wait forever, nor be refused before it starts
-        raise errors.ConfigurationError("CLOUDSYNC_DEADLINE must be a positive number of seconds")
-    return value
+    """``CLOUDSYNC_DEADLINE``: seconds one call may take in all, retries and body included.
+
+    Finite and above 0: no call may wait forever, nor be refused before it starts.
+    """
+    return _positive_seconds("CLOUDSYNC_DEADLINE", getattr(settings, "CLOUDSYNC_DEADLINE", DEFAULT_DEADLINE))
 
 
 def max_retries() -> int:
     """``CLOUDSYNC_MAX_RETRIES``: retries of an idempotent API call after 429, 5xx or a network error."""
-    return int(getattr(settings, "CLOUDSYNC_MAX_RETRIES", DEFAULT_MAX_RETRIES))
+    value = getattr(settings, "CLOUDSYNC_MAX_RETRIES", DEFAULT_MAX_RETRIES)
+    return _count("CLOUDSYNC_MAX_RETRIES", value, least=0)
 
 
 def max_retry_after() -> float:
@@ -145,12 +189,14 @@ def max_retry_after() -> float:
     A longer one is raised as :class:`~django_cloudsync.errors.RateLimited` at once; ``0`` never
     waits (a site whose web requests must not stall), and a task queue may allow more.
     """
-    return float(getattr(settings, "CLOUDSYNC_MAX_RETRY_AFTER", DEFAULT_MAX_RETRY_AFTER))
+    value = getattr(settings, "CLOUDSYNC_MAX_RETRY_AFTER", DEFAULT_MAX_RETRY_AFTER)
+    return _non_negative_seconds("CLOUDSYNC_MAX_RETRY_AFTER", value)
 
 
 def refresh_leeway() -> float:
     """``CLOUDSYNC_REFRESH_LEEWAY``: refresh this many seconds before expiry (capped per token)."""
-    return float(getattr(settings, "CLOUDSYNC_REFRESH_LEEWAY", DEFAULT_REFRESH_LEEWAY))
+    value = getattr(settings, "CLOUDSYNC_REFRESH_LEEWAY", DEFAULT_REFRESH_LEEWAY)
+    return _non_negative_seconds("CLOUDSYNC_REFRESH_LEEWAY", value)
 
 
 def token_request_bound() -> float:
@@ -177,13 +223,20 @@ def lock_timeout() -> float:
     refresh can take (``CLOUDSYNC_DEADLINE`` plus 5 s), so that a waiter outlasts a live
     refresh and uses its tokens; a web site that prefers failing fast sets less.
     """
+    value = lock_timeout_setting()
+    return refresh_lease() if value is None else value
+
+
+def lock_timeout_setting() -> float | None:
+    """``CLOUDSYNC_LOCK_TIMEOUT`` as set: ``None`` (the default) or seconds, 0 or more (else E012)."""
     value = getattr(settings, "CLOUDSYNC_LOCK_TIMEOUT", None)
-    return refresh_lease() if value is None else max(0.0, float(value))
+    return None if value is None else _non_negative_seconds("CLOUDSYNC_LOCK_TIMEOUT", value)
 
 
 def max_response_bytes() -> int:
     """``CLOUDSYNC_MAX_RESPONSE_BYTES``: a larger response body is refused as invalid."""
-    return int(getattr(settings, "CLOUDSYNC_MAX_RESPONSE_BYTES", DEFAULT_MAX_RESPONSE_BYTES))
+    value = getattr(settings, "CLOUDSYNC_MAX_RESPONSE_BYTES", DEFAULT_MAX_RESPONSE_BYTES)
+    return _count("CLOUDSYNC_MAX_RESPONSE_BYTES", value, least=1)
 
 
 def async_max_connections() -> int:
@@ -192,9 +245,7 @@ def async_max_connections() -> int:
     Read when an event loop's client is created; calls beyond it wait for a free connection.
     """
     value = getattr(settings, "CLOUDSYNC_ASYNC_MAX_CONNECTIONS", DEFAULT_ASYNC_MAX_CONNECTIONS)
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise errors.ConfigurationError("CLOUDSYNC_ASYNC_MAX_CONNECTIONS must be a positive integer")
-    return value
+    return _count("CLOUDSYNC_ASYNC_MAX_CONNECTIONS", value, least=1)
 
 
 def encryption_keys() -> list[str]:

@@ -10,6 +10,7 @@ One registered check per concern, by subject:
   E007, E009, E010); :func:`check_provider` runs all of them but W008 at once.
 * :mod:`.api_key`: ``CLOUDSYNC_API_KEY`` (E008, W006).
 * :mod:`.mail`: allauth's verification mail on sign-up, with mail left at Django's defaults (E011).
+* :mod:`.limits`: the numeric ``CLOUDSYNC_*`` settings, timeouts, deadline, retries and sizes (E012).
 
 Importing this package registers them (the app config does, in ``ready()``).
 """
@@ -19,6 +20,7 @@ from __future__ import annotations
 from .api_key import check_api_key
 from .installation import check_installed_apps, check_middleware
 from .keys import check_encryption_keys
+from .limits import check_limits
 from .mail import check_sign_up_mail
 from .provider import (
     check_app_redirect_uris,
@@ -40,6 +42,7 @@ __all__ = [
     "check_encryption_keys",
     "check_environment",
     "check_installed_apps",
+    "check_limits",
     "check_middleware",
     "check_offline_access",
     "check_pkce",
