@@ -293,9 +293,9 @@ def test_calls_gathered_at_once_each_get_a_connection_and_no_thread(
     assert peak == idle
 
 
-def test_a_new_loops_first_call_builds_no_tls_context_in_the_loop(
-    fake: FakeCloudSync, client: CloudSync, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.fixture
+def tls_context_builds(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
+    """Each build of the async transport's TLS context from now on: whether in an event loop."""
     in_a_loop: list[bool] = []
     create = ssl.create_default_context
 
@@ -310,7 +310,12 @@ def test_a_new_loops_first_call_builds_no_tls_context_in_the_loop(
 
     monkeypatch.setattr(ssl, "create_default_context", recording)
     monkeypatch.setattr(http, "_ssl_context", None)  # as in a process that made no async call yet
+    return in_a_loop
 
+
+def test_a_new_loops_first_call_builds_no_tls_context_in_the_loop(
+    fake: FakeCloudSync, client: CloudSync, tls_context_builds: list[bool]
+) -> None:
     async def first_call() -> Any:
         return await client.ame()
 
@@ -319,23 +324,14 @@ def test_a_new_loops_first_call_builds_no_tls_context_in_the_loop(
 
     # Built once for the process (not once per loop: httpx2 alone would load the CA bundle for
     # every new client), and in a worker thread, where no event loop runs.
-    assert in_a_loop == [False]
+    assert tls_context_builds == [False]
     assert fake.counters["api_calls"] == 2
 
 
 def test_a_new_loops_first_calls_at_once_share_one_tls_context_build(
-    fake: FakeCloudSync, client: CloudSync, monkeypatch: pytest.MonkeyPatch
+    fake: FakeCloudSync, client: CloudSync, tls_context_builds: list[bool]
 ) -> None:
     """20 first calls at once, the first of them cancelled: one build, which the others await."""
-    builds: list[str] = []
-    create = ssl.create_default_context
-
-    def recording(*args: Any, **kwargs: Any) -> Any:
-        builds.append(threading.current_thread().name)
-        return create(*args, **kwargs)
-
-    monkeypatch.setattr(ssl, "create_default_context", recording)
-    monkeypatch.setattr(http, "_ssl_context", None)
 
     async def at_once() -> list[Any]:
         first = asyncio.ensure_future(client.ame())
@@ -348,8 +344,7 @@ def test_a_new_loops_first_calls_at_once_share_one_tls_context_build(
 
     answers = run(at_once)
 
-    assert len(builds) == 1
-    assert builds[0] != threading.current_thread().name
+    assert tls_context_builds == [False]  # one build, in a worker thread
     assert [me["id"] for me in answers] == [fake.current_user_id] * 19
     assert fake.counters["api_calls"] == 19
 
